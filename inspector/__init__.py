@@ -1,0 +1,1 @@
+"""Pages people use: login, project home, upload, the inspector queue, admin and manager pages."""

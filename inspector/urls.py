@@ -1,0 +1,14 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from inspector.views import items, projects
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("", projects.home, name="home"),
+    path("p/<slug:slug>/", projects.project_home, name="project"),
+    path("p/<slug:slug>/upload/", projects.upload, name="upload"),
+    path("p/<slug:slug>/items/<int:pk>/image", items.item_image, name="item-image"),
+    path("p/<slug:slug>/items/<int:pk>/thumbnail", items.item_thumbnail, name="item-thumbnail"),
+]

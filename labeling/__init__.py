@@ -1,0 +1,1 @@
+"""Core domain of the inspection service: projects, items, answers, consensus, costs."""

@@ -1,0 +1,87 @@
+from rest_framework import serializers
+
+from labeling.models import Item, Label, Project
+
+
+class LabelSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Label
+        fields = ["name", "display_name", "key", "position"]
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    labels = LabelSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Project
+        fields = [
+            "slug",
+            "name",
+            "description",
+            "labels",
+            "min_answers",
+            "max_answers",
+            "consensus_target",
+            "target_precision",
+            "threshold_confidence",
+            "audit_rate",
+            "gold_rate",
+        ]
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    final_label = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    image_url = serializers.SerializerMethodField()
+    thumbnail_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "status",
+            "final_label",
+            "final_source",
+            "final_confidence",
+            "metadata",
+            "original_name",
+            "sha256",
+            "width",
+            "height",
+            "content_type",
+            "created_at",
+            "finished_at",
+            "image_url",
+            "thumbnail_url",
+        ]
+
+    def get_image_url(self, item: Item) -> str:
+        from django.urls import reverse
+
+        return reverse("item-image", args=[item.project.slug, item.pk])
+
+    def get_thumbnail_url(self, item: Item) -> str:
+        from django.urls import reverse
+
+        return reverse("item-thumbnail", args=[item.project.slug, item.pk])
+
+
+class IngestResultSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    outcome = serializers.ChoiceField(choices=["created", "duplicate", "rejected"])
+    item_id = serializers.IntegerField(allow_null=True)
+    reason = serializers.CharField(allow_blank=True)
+
+
+class IngestReportSerializer(serializers.Serializer):
+    created = serializers.IntegerField()
+    duplicate = serializers.IntegerField()
+    rejected = serializers.IntegerField()
+    results = IngestResultSerializer(many=True)
+
+
+class UploadSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField(), allow_empty=False)
+    metadata = serializers.CharField(
+        required=False,
+        help_text='JSON: one object applied to every file, or {"<file name>": {...}} per file.',
+    )

@@ -1,0 +1,178 @@
+"""``item_ingest``: the one way images enter a project (browser, API and import command)."""
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import BinaryIO, Literal
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+
+from labeling.images import ImageRejected, image_check
+from labeling.models import Item, Project
+
+logger = logging.getLogger(__name__)
+
+MAX_METADATA_BYTES = 8 * 1024
+
+Outcome = Literal["created", "duplicate", "rejected"]
+
+
+@dataclass
+class IngestResult:
+    name: str
+    outcome: Outcome
+    item_id: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "outcome": self.outcome,
+            "item_id": self.item_id,
+            "reason": self.reason,
+        }
+
+
+@dataclass
+class IngestReport:
+    results: list[IngestResult] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for r in self.results if r.outcome == outcome)
+
+    @property
+    def created_ids(self) -> list[int]:
+        return [r.item_id for r in self.results if r.outcome == "created" and r.item_id]
+
+    def summary(self) -> dict[str, int]:
+        return {o: self.count(o) for o in ("created", "duplicate", "rejected")}
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One file to ingest: its name as the user knows it, its bytes (or a file), its metadata."""
+
+    name: str
+    content: bytes | BinaryIO
+    metadata: Mapping[str, object] | None = None
+
+
+def metadata_clean(metadata: Mapping[str, object] | None) -> dict:
+    """Metadata must be a flat JSON object of reasonable size (review id, review type, …)."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise ImageRejected("metadata must be a JSON object")
+    clean = {}
+    for key, value in metadata.items():
+        if not isinstance(key, str) or not key:
+            raise ImageRejected("metadata keys must be non-empty strings")
+        if value is not None and not isinstance(value, str | int | float | bool):
+            raise ImageRejected(f"metadata value for {key!r} must be a string, number or boolean")
+        clean[key] = value
+    if len(json.dumps(clean)) > MAX_METADATA_BYTES:
+        raise ImageRejected(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
+    return clean
+
+
+def _read(content: bytes | BinaryIO) -> bytes:
+    if isinstance(content, bytes):
+        return content
+    # Read one byte past the limit so an oversized file is recognised without reading it all.
+    data = content.read(settings.IMAGE_MAX_BYTES + 1)
+    return data
+
+
+def _ingest_one(
+    project: Project, upload: Upload, uploader: AbstractBaseUser | None
+) -> IngestResult:
+    name = (upload.name or "unnamed")[:255]
+    try:
+        metadata = metadata_clean(upload.metadata)
+        data = _read(upload.content)
+        checked = image_check(data)
+    except ImageRejected as exc:
+        return IngestResult(name, "rejected", reason=str(exc))
+
+    existing = Item.objects.filter(project=project, sha256=checked.sha256).values_list(
+        "pk", flat=True
+    )
+    if existing:
+        return IngestResult(
+            name, "duplicate", item_id=existing[0], reason=f"same image as item {existing[0]}"
+        )
+
+    # Storage names come from the content hash only: nothing a user typed reaches a path.
+    shard = checked.sha256[:2]
+    image_name = default_storage.save(
+        f"items/{project.pk}/{shard}/{checked.sha256}.{checked.extension}",
+        ContentFile(checked.data),
+    )
+    thumb_name = default_storage.save(
+        f"thumbs/{project.pk}/{shard}/{checked.sha256}.jpg", ContentFile(checked.thumbnail)
+    )
+    try:
+        with transaction.atomic():
+            item = Item.objects.create(
+                project=project,
+                image=image_name,
+                thumbnail=thumb_name,
+                sha256=checked.sha256,
+                original_name=name,
+                content_type=checked.content_type,
+                width=checked.width,
+                height=checked.height,
+                byte_size=len(checked.data),
+                metadata=metadata,
+                uploaded_by=uploader if uploader and uploader.is_authenticated else None,
+            )
+    except IntegrityError:
+        # Another upload of the same image won the race; keep theirs, drop our copy.
+        default_storage.delete(image_name)
+        default_storage.delete(thumb_name)
+        other = Item.objects.filter(project=project, sha256=checked.sha256).values_list(
+            "pk", flat=True
+        )
+        return IngestResult(
+            name,
+            "duplicate",
+            item_id=other[0] if other else None,
+            reason="same image uploaded concurrently",
+        )
+    except Exception:
+        default_storage.delete(image_name)
+        default_storage.delete(thumb_name)
+        raise
+    return IngestResult(name, "created", item_id=item.pk)
+
+
+def item_ingest(
+    *,
+    project: Project,
+    uploads: Iterable[Upload],
+    uploader: AbstractBaseUser | None = None,
+    queue_prediction: bool = True,
+) -> IngestReport:
+    """Validate, de-duplicate, store and thumbnail each upload; queue the new items for
+    prediction once the surrounding transaction commits. A refused file never stops the rest."""
+    from ml.tasks import predict_items  # imported here: ml's tasks import this app's models
+
+    report = IngestReport()
+    for upload in uploads:
+        result = _ingest_one(project, upload, uploader)
+        if result.outcome == "rejected":
+            logger.info("Refused %s for project %s: %s", result.name, project.slug, result.reason)
+        report.results.append(result)
+
+    ids = report.created_ids
+    if queue_prediction and ids:
+        batch = settings.PREDICTION_BATCH_SIZE
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            transaction.on_commit(lambda chunk=chunk: predict_items.delay(chunk))
+    return report

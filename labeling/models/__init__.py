@@ -1,0 +1,50 @@
+"""Core models, one module per concern; import them from here."""
+
+from labeling.models.annotations import (
+    Annotation,
+    AnnotatorSkill,
+    Assignment,
+    AssignmentStatus,
+    GoldItem,
+    GoldOrigin,
+)
+from labeling.models.items import Item, ItemSource, ItemStatus
+from labeling.models.manifests import Manifest, ManifestKind
+from labeling.models.mlmodels import ModelStatus, ModelVersion, Prediction, PredictionDecision
+from labeling.models.projects import (
+    CostMode,
+    Label,
+    Membership,
+    Project,
+    ThresholdChange,
+    ThresholdMode,
+)
+from labeling.models.results import CostEntry, CostKind, CreditDecision, CreditOutcome
+
+__all__ = [
+    "AssignmentStatus",
+    "CostKind",
+    "CostMode",
+    "CreditOutcome",
+    "GoldOrigin",
+    "ManifestKind",
+    "ModelStatus",
+    "PredictionDecision",
+    "ThresholdMode",
+    "Annotation",
+    "AnnotatorSkill",
+    "Assignment",
+    "CostEntry",
+    "CreditDecision",
+    "GoldItem",
+    "Item",
+    "ItemSource",
+    "ItemStatus",
+    "Label",
+    "Manifest",
+    "Membership",
+    "ModelVersion",
+    "Prediction",
+    "Project",
+    "ThresholdChange",
+]
