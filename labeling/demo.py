@@ -11,8 +11,9 @@ from django.db import transaction
 from PIL import Image
 
 from labeling.access import Role
+from labeling.answers import gold_item_add
 from labeling.ingest import Upload, item_ingest
-from labeling.models import GoldItem, Project
+from labeling.models import Item, Project
 from labeling.project_setup import LabelSpec, member_add, project_create
 
 DEMO_SLUG = "fashion-demo"
@@ -124,9 +125,8 @@ def demo_seed(
                     continue
                 result.created += 1
                 if rng.random() < gold_share:
-                    GoldItem.objects.create(
-                        project=project,
-                        item_id=upload_result.item_id,
+                    gold_item_add(
+                        item=Item.objects.get(pk=upload_result.item_id),
                         label=labels[int(truth[index])],
                     )
                     result.gold += 1

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from labeling.api import views
+from labeling.api import queue, views
 
 urlpatterns = [
     path("projects/", views.ProjectList.as_view(), name="api-projects"),
@@ -8,4 +8,13 @@ urlpatterns = [
     path("projects/<slug:slug>/items/", views.ItemList.as_view(), name="api-items"),
     path("projects/<slug:slug>/items/upload/", views.ItemUpload.as_view(), name="api-items-upload"),
     path("projects/<slug:slug>/items/<int:pk>/", views.ItemDetail.as_view(), name="api-item"),
+    path("projects/<slug:slug>/queue/next/", queue.NextLease.as_view(), name="api-queue-next"),
+    path("projects/<slug:slug>/queue/leases/", queue.OpenLeases.as_view(), name="api-queue-leases"),
+    path(
+        "projects/<slug:slug>/queue/answers/", queue.SubmitAnswer.as_view(), name="api-queue-answer"
+    ),
+    path("projects/<slug:slug>/queue/skip/", queue.SkipLease.as_view(), name="api-queue-skip"),
+    path("projects/<slug:slug>/queue/undo/", queue.UndoAnswer.as_view(), name="api-queue-undo"),
+    path("projects/<slug:slug>/queue/renew/", queue.RenewLeases.as_view(), name="api-queue-renew"),
+    path("projects/<slug:slug>/queue/me/", queue.MyStats.as_view(), name="api-queue-me"),
 ]

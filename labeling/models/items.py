@@ -52,6 +52,10 @@ class Item(TimeStamped):
     finished_at = models.DateTimeField(null=True, blank=True, db_index=True)
     # Current consensus posterior over the project's labels (ordered as Label.position).
     posterior = models.JSONField(null=True, blank=True)
+    # Current (not undone) human answers and the top posterior: the queue serves items closest
+    # to a decision first.
+    answer_count = models.PositiveSmallIntegerField(default=0)
+    posterior_max = models.FloatField(default=0.0)
     # Auto-labeled, but also sent to humans to measure live machine precision.
     is_audit = models.BooleanField(default=False)
     prediction_error = models.TextField(blank=True)

@@ -56,6 +56,9 @@ class Project(TimeStamped):
     active_model = models.ForeignKey(
         "labeling.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Cached consensus inputs, refreshed by the trust refit: class balance and a newcomer's
+    # confusion matrix (see labeling.trust).
+    consensus_state = models.JSONField(default=dict, blank=True, editable=False)
     retrain_every = models.PositiveIntegerField(
         default=1000, help_text="Start a training after this many new final labels (0: never)."
     )
