@@ -83,6 +83,10 @@ def item_finalize(*, item: Item, label: Label, source: str, confidence: float | 
     item.finished_at = timezone.now()
     item.save()
     credit_decide(item=item, source=source, label_name=label.name)
+    if item.is_audit and source in (ItemSource.CONSENSUS, ItemSource.EXPERT):
+        from ml.services.audit import audit_record
+
+        audit_record(item=item)
 
 
 def item_consensus_update(item: Item) -> str:

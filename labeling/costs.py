@@ -27,7 +27,10 @@ def cost_record_answer(
 
 
 def cost_record_predictions(*, project: Project, count: int) -> CostEntry | None:
+    """One row per prediction batch, carrying the batch's count in ``units``."""
     if count <= 0:
         return None
     amount = (project.machine_price_per_1000 * count / Decimal(1000)).quantize(Decimal("0.000001"))
-    return CostEntry.objects.create(project=project, kind=CostKind.PREDICTION, amount=amount)
+    return CostEntry.objects.create(
+        project=project, kind=CostKind.PREDICTION, units=count, amount=amount
+    )

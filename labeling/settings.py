@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -179,6 +180,11 @@ CELERY_TIMEZONE = TIME_ZONE
 
 CELERY_BEAT_SCHEDULE = {
     "expire-leases": {"task": "labeling.tasks.expire_leases", "schedule": 60.0},
+    "training-triggers": {"task": "ml.tasks.check_training_triggers", "schedule": 300.0},
+    "nightly-training": {
+        "task": "ml.tasks.nightly_training",
+        "schedule": crontab(hour=int(os.environ.get("NIGHTLY_TRAINING_HOUR", 2)), minute=0),
+    },
     "refit-trust": {
         "task": "labeling.tasks.refit_all_projects",
         "schedule": float(os.environ.get("TRUST_REFIT_SECONDS", 900)),
@@ -186,6 +192,14 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 PREDICTION_BATCH_SIZE = int(os.environ.get("PREDICTION_BATCH_SIZE", 64))
+INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", 2))
+TRAIN_THREADS = int(os.environ.get("TRAIN_THREADS", 2))
+# The training search (see docs/ml.md for the measurements behind the defaults).
+TRAIN_INPUT_SIZE = int(os.environ.get("TRAIN_INPUT_SIZE", 96))
+TRAIN_TIME_BUDGET_S = float(os.environ.get("TRAIN_TIME_BUDGET_S", 900))
+TRAIN_TRAINABLE_BLOCKS = [int(x) for x in env_list("TRAIN_TRAINABLE_BLOCKS", "8")]
+TRAIN_EPOCHS = [int(x) for x in env_list("TRAIN_EPOCHS", "8")]
+TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.001,0.003")]
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
 
 REST_FRAMEWORK = {

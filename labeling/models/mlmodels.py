@@ -32,6 +32,8 @@ class ModelVersion(TimeStamped):
     temperature = models.FloatField(null=True, blank=True)
     # Per class accept thresholds derived on the held-out set (None: never auto-label).
     thresholds = models.JSONField(default=dict, blank=True)
+    # Items held out for early stopping, calibration, thresholds and the promotion gate.
+    validation_items = models.JSONField(default=list, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.TRAINING)
     status_reason = models.TextField(blank=True)
     progress = models.JSONField(default=dict, blank=True)

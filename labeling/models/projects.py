@@ -59,6 +59,9 @@ class Project(TimeStamped):
     # Cached consensus inputs, refreshed by the trust refit: class balance and a newcomer's
     # confusion matrix (see labeling.trust).
     consensus_state = models.JSONField(default=dict, blank=True, editable=False)
+    # Classes whose live audit precision fell below target: {label: {"since", "precision", …}}.
+    # Auto-labeling of a paused class stops until an admin resumes it.
+    autolabel_paused = models.JSONField(default=dict, blank=True)
     retrain_every = models.PositiveIntegerField(
         default=1000, help_text="Start a training after this many new final labels (0: never)."
     )

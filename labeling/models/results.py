@@ -56,6 +56,8 @@ class CostEntry(models.Model):
     annotator = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    # Acts this row stands for: 1 per human answer; a prediction batch's size for the machine.
+    units = models.PositiveIntegerField(default=1)
     seconds = models.FloatField(default=0)
     amount = models.DecimalField(max_digits=12, decimal_places=6)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

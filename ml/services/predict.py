@@ -1,0 +1,295 @@
+"""Django wiring of the model side: load the active model, save predictions, route items.
+
+Routing rule (DESIGN.md): an item is auto-labeled when its calibrated confidence reaches its
+predicted class's accept threshold, unless that class is paused by the live audit or its review
+credit falls between the two credit thresholds; otherwise it goes to the human queue. A random
+``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision.
+"""
+
+import logging
+import random
+import threading
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+
+from labeling.models import (
+    Assignment,
+    AssignmentStatus,
+    GoldItem,
+    Item,
+    ItemSource,
+    ItemStatus,
+    ModelVersion,
+    Prediction,
+    PredictionDecision,
+    Project,
+)
+
+logger = logging.getLogger(__name__)
+
+_predictors: dict[tuple[int, str], object] = {}
+_predictors_lock = threading.Lock()
+
+
+def checkpoint_path(model_version: ModelVersion) -> Path:
+    return Path(settings.MODEL_ROOT) / model_version.checkpoint_dir
+
+
+def predictor_for(model_version: ModelVersion):
+    """A loaded Predictor, cached per worker process (loading takes a second; batches are many)."""
+    from ml.inference import Predictor
+
+    key = (model_version.pk, model_version.checkpoint_dir)
+    with _predictors_lock:
+        if key not in _predictors:
+            _predictors.clear()  # keep one model in memory per process
+            _predictors[key] = Predictor.load(
+                checkpoint_path(model_version), num_threads=settings.INFERENCE_THREADS
+            )
+        return _predictors[key]
+
+
+def heldout_load(model_version: ModelVersion) -> dict[str, np.ndarray] | None:
+    """The held-out (validation) probabilities and human labels saved after training."""
+    path = checkpoint_path(model_version) / "heldout.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def project_thresholds(project: Project, model_version: ModelVersion) -> list[float | None]:
+    """Accept threshold per class (label position order); None never auto-labels that class.
+
+    Manual mode: the admin's numbers. Target mode: the lowest threshold per class whose
+    precision is at least ``target_precision`` with ``threshold_confidence`` on the model's
+    held-out labels (Learn-then-Test, ml.thresholds)."""
+    labels = list(project.labels.all())
+    if project.threshold_mode == Project.ThresholdMode.MANUAL:
+        chosen = [project.manual_thresholds.get(label.name) for label in labels]
+    else:
+        chosen = derived_thresholds(
+            model_version, project.target_precision, project.threshold_confidence
+        )
+        chosen = [chosen.get(label.name) for label in labels]
+    paused = project.autolabel_paused or {}
+    return [
+        None if label.name in paused else value for label, value in zip(labels, chosen, strict=True)
+    ]
+
+
+def derived_thresholds(
+    model_version: ModelVersion, target: float, confidence: float
+) -> dict[str, float | None]:
+    """Per class name: the guaranteed threshold for ``target`` precision at ``confidence``."""
+    from ml import thresholds
+
+    stored = model_version.thresholds or {}
+    if (
+        stored.get("target") == target
+        and stored.get("confidence") == confidence
+        and "per_class" in stored
+    ):
+        return stored["per_class"]
+    heldout = heldout_load(model_version)
+    names = model_version.metrics.get("class_names") or []
+    if heldout is None or not names:
+        return {}
+    chosen = thresholds.select_thresholds(
+        heldout["probs"], None, heldout["labels"], len(names), target=target, delta=1 - confidence
+    )
+    return dict(zip(names, thresholds.threshold_values(chosen), strict=True))
+
+
+def _image_bytes(item: Item) -> bytes:
+    with item.image.open("rb") as fh:
+        return fh.read()
+
+
+def _reroutable(project: Project):
+    """Queued items no human has touched: a better model may take them off the queue."""
+    open_lease = Assignment.objects.filter(item=OuterRef("pk"), status=AssignmentStatus.OPEN)
+    return (
+        Item.objects.filter(
+            project=project, status=ItemStatus.QUEUED, answer_count=0, is_audit=False
+        )
+        .exclude(Exists(open_lease))
+        .exclude(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
+        .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"))))
+    )
+
+
+def items_predict(
+    *, item_ids: list[int], reroute: bool = False, rng: random.Random | None = None
+) -> dict:
+    """Predict and route a batch. Idempotent: an item already routed is skipped (or, with
+    ``reroute``, re-predicted only while no human has touched it), and the unique
+    (item, model version) constraint means a repeated batch never predicts an item twice."""
+    rng = rng or random.Random()
+    counts = {"auto_labeled": 0, "queued": 0, "audit": 0, "failed": 0, "skipped": 0}
+    items = list(
+        Item.objects.filter(pk__in=item_ids).select_related("project__active_model").order_by("pk")
+    )
+    by_project: dict[int, list[Item]] = {}
+    for item in items:
+        by_project.setdefault(item.project_id, []).append(item)
+    for group in by_project.values():
+        project = group[0].project
+        model = project.active_model
+        if reroute:
+            eligible_ids = set(
+                _reroutable(project)
+                .filter(pk__in=[i.pk for i in group])
+                .values_list("pk", flat=True)
+            )
+            todo = [i for i in group if i.pk in eligible_ids]
+        else:
+            todo = [i for i in group if i.status == ItemStatus.NEW]
+        counts["skipped"] += len(group) - len(todo)
+        if model is None or not model.is_calibrated or model.status != ModelVersion.Status.ACTIVE:
+            # No model to trust yet: everything goes to humans.
+            for item in todo:
+                counts["queued"] += _route_to_humans(item)
+            continue
+        done = set(
+            Prediction.objects.filter(model_version=model, item__in=todo).values_list(
+                "item_id", flat=True
+            )
+        )
+        fresh = [i for i in todo if i.pk not in done]
+        counts["skipped"] += len(todo) - len(fresh)
+        if not fresh:
+            continue
+        _predict_and_route(project, model, fresh, counts, rng)
+    return counts
+
+
+def _route_to_humans(item: Item) -> int:
+    return Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(status=ItemStatus.QUEUED)
+
+
+def _predict_and_route(
+    project: Project, model: ModelVersion, items: list[Item], counts: dict, rng
+) -> None:
+    from labeling.costs import cost_record_predictions
+
+    predictor = predictor_for(model)
+    labels = list(project.labels.all())
+    if [label.name for label in labels] != list(predictor.class_names):
+        raise RuntimeError(
+            f"model v{model.version} was trained on classes {predictor.class_names}, "
+            f"the project now has {[label.name for label in labels]}"
+        )
+    sources, readable, errors = [], [], {}
+    for item in items:
+        try:
+            sources.append(_image_bytes(item))
+            readable.append(item)
+        except OSError as exc:
+            errors[item.pk] = f"cannot read the stored image: {exc}"
+    result = predictor.predict(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
+    thresholds = project_thresholds(project, model)
+    predicted = 0
+    for index, item in enumerate(readable):
+        if index in result.errors:
+            errors[item.pk] = result.errors[index]
+            continue
+        probs = result.probs[index]
+        with transaction.atomic():
+            locked = (
+                Item.objects.select_for_update(of=("self",))
+                .select_related("project")
+                .get(pk=item.pk)
+            )
+            outcome = _route_one(project, model, locked, probs, labels, thresholds, rng)
+            if outcome is None:
+                counts["skipped"] += 1
+                continue
+            counts[outcome] += 1
+            predicted += 1
+    for item in items:
+        if item.pk in errors:
+            _record_failure(model, item, errors[item.pk])
+            counts["failed"] += 1
+    cost_record_predictions(project=project, count=predicted)
+
+
+def _route_one(project, model, item: Item, probs, labels, thresholds, rng) -> str | None:
+    from labeling.answers import item_finalize
+    from labeling.credits import credit_decide, credited_label
+    from ml import thresholds as routing
+
+    label_index, confidence, auto = routing.route(probs, thresholds)
+    label = labels[label_index]
+    credit_pending = False
+    rule = credited_label(item)
+    if rule is not None:
+        credited = next((lab for lab in labels if lab.name == rule[1]), None)
+        p_credit = float(probs[credited.position]) if credited else 0.0
+        credit = credit_decide(item=item, source=ItemSource.MACHINE, probability=p_credit)
+        credit_pending = credit is not None and credit.outcome == "pending"
+    if auto and not credit_pending and rng.random() < project.audit_rate:
+        decision = PredictionDecision.AUDIT
+    elif auto and not credit_pending:
+        decision = PredictionDecision.AUTO_LABELED
+    else:
+        decision = PredictionDecision.QUEUED
+    try:
+        with transaction.atomic():
+            Prediction.objects.create(
+                item=item,
+                model_version=model,
+                probabilities=[round(float(p), 6) for p in probs],
+                label=label,
+                confidence=confidence,
+                decision=decision,
+            )
+    except IntegrityError:
+        return None  # another delivery of this batch got here first
+    item.prediction_error = ""
+    if decision == PredictionDecision.AUTO_LABELED:
+        item_finalize(item=item, label=label, source=ItemSource.MACHINE, confidence=confidence)
+        return "auto_labeled"
+    item.status = ItemStatus.QUEUED
+    item.is_audit = decision == PredictionDecision.AUDIT
+    item.save(update_fields=["status", "is_audit", "prediction_error", "updated_at"])
+    return "audit" if item.is_audit else "queued"
+
+
+def _record_failure(model: ModelVersion, item: Item, reason: str) -> None:
+    logger.warning("Prediction failed for item %s: %s", item.pk, reason)
+    with transaction.atomic():
+        Prediction.objects.get_or_create(
+            item=item,
+            model_version=model,
+            defaults={"decision": PredictionDecision.FAILED, "error": reason[:2000]},
+        )
+        Item.objects.filter(pk=item.pk).update(
+            prediction_error=reason[:2000], updated_at=timezone.now()
+        )
+        # Humans can still judge it; the reason stays on the item for admins.
+        Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(status=ItemStatus.QUEUED)
+
+
+def project_repredict(*, project: Project, all_untouched: bool = True) -> int:
+    """Queue prediction of the project's untouched queued items (and any still new ones) with the
+    active model, in batches. Returns the number of items queued for prediction."""
+    from ml.tasks import predict_items
+
+    new_ids = list(
+        Item.objects.filter(project=project, status=ItemStatus.NEW).values_list("pk", flat=True)
+    )
+    queued_ids = list(_reroutable(project).values_list("pk", flat=True)) if all_untouched else []
+    batch = settings.PREDICTION_BATCH_SIZE
+    for ids, reroute in ((new_ids, False), (queued_ids, True)):
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            transaction.on_commit(
+                lambda chunk=chunk, reroute=reroute: predict_items.delay(chunk, reroute)
+            )
+    return len(new_ids) + len(queued_ids)
