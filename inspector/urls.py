@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from inspector.views import items, projects
+from inspector.views import items, projects, queue, review
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="login.html"), name="login"),
@@ -11,4 +11,12 @@ urlpatterns = [
     path("p/<slug:slug>/upload/", projects.upload, name="upload"),
     path("p/<slug:slug>/items/<int:pk>/image", items.item_image, name="item-image"),
     path("p/<slug:slug>/items/<int:pk>/thumbnail", items.item_thumbnail, name="item-thumbnail"),
+    path("p/<slug:slug>/inspect/", queue.inspect, name="inspect"),
+    path("p/<slug:slug>/disputed/", review.disputed, name="disputed"),
+    path(
+        "p/<slug:slug>/disputed/<int:item_id>/resolve",
+        review.disputed_resolve,
+        name="disputed-resolve",
+    ),
+    path("p/<slug:slug>/inspectors/", review.inspectors, name="inspectors"),
 ]

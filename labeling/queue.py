@@ -70,14 +70,14 @@ def _not_seen_by(user: AbstractBaseUser):
     )
 
 
-def _pick_gold(project: Project, user: AbstractBaseUser) -> Item | None:
+def _pick_gold(project: Project, user: AbstractBaseUser, rng) -> Item | None:
     gold = (
         Item.objects.filter(project=project)
         .filter(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
         .filter(_not_seen_by(user))
     )
     ids = list(gold.values_list("pk", flat=True)[:200])
-    return Item.objects.get(pk=random.choice(ids)) if ids else None
+    return Item.objects.get(pk=rng.choice(ids)) if ids else None
 
 
 def _open_lease_count(item_id: int, now) -> int:
@@ -146,7 +146,7 @@ def assignment_next(
         item = None
         is_gold = False
         if project.gold_rate > 0 and rng.random() < project.gold_rate:
-            item = _pick_gold(project, user)
+            item = _pick_gold(project, user, rng)
             is_gold = item is not None
         if item is None:
             item = _pick_regular(project, user, now)

@@ -38,7 +38,10 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "status_rows": status_rows,
             "total": sum(counts.values()),
-            "can_upload": has_role(request.user, Role.ADMIN),
+            "is_admin": has_role(request.user, Role.ADMIN),
+            "can_inspect": has_role(request.user, Role.INSPECTOR, Role.ADMIN),
+            "disputed_count": counts.get(ItemStatus.DISPUTED, 0),
+            "paused": project.autolabel_paused,
             "recent": project.items.select_related("final_label")[:24],
         },
     )

@@ -3,6 +3,10 @@
 import shutil
 
 import pytest
+from django.contrib.staticfiles.handlers import StaticFilesHandler
+from django.core.servers.basehttp import WSGIServer
+from django.db import connections
+from django.test.testcases import LiveServerThread, QuietWSGIRequestHandler
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -36,3 +40,35 @@ def page(browser):
     page.set_default_timeout(15_000)
     yield page
     context.close()
+
+
+class OneRequestAtATime(LiveServerThread):
+    def _create_server(self, connections_override=None):
+        return WSGIServer(
+            (self.host, self.port), QuietWSGIRequestHandler, allow_reuse_address=False
+        )
+
+
+@pytest.fixture
+def server(request, transactional_db):
+    """The live server's URL. On SQLite's in-memory test database every server thread shares the
+    test's one connection, and two requests at once on it fail ("database table is locked"); the
+    page sends several at once by design, so there the server answers one request at a time."""
+    connection = connections["default"]
+    if not (connection.vendor == "sqlite" and connection.is_in_memory_db()):
+        yield request.getfixturevalue("live_server").url
+        return
+    thread = OneRequestAtATime(
+        "127.0.0.1", StaticFilesHandler, connections_override={connection.alias: connection}
+    )
+    thread.daemon = True
+    connection.inc_thread_sharing()
+    try:
+        thread.start()
+        thread.is_ready.wait()
+        if thread.error:
+            raise thread.error
+        yield f"http://127.0.0.1:{thread.port}"
+    finally:
+        thread.terminate()
+        connection.dec_thread_sharing()
