@@ -202,6 +202,8 @@ CELERY_BEAT_SCHEDULE = {
 PREDICTION_BATCH_SIZE = int(os.environ.get("PREDICTION_BATCH_SIZE", 64))
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", 2))
 TRAIN_THREADS = int(os.environ.get("TRAIN_THREADS", 2))
+# Fewest held-out items of a predicted class before it may be auto-labeled at all.
+THRESHOLD_MIN_SUPPORT = int(os.environ.get("THRESHOLD_MIN_SUPPORT", 30))
 # The training search (see docs/ml.md for the measurements behind the defaults).
 TRAIN_INPUT_SIZE = int(os.environ.get("TRAIN_INPUT_SIZE", 96))
 TRAIN_TIME_BUDGET_S = float(os.environ.get("TRAIN_TIME_BUDGET_S", 900))

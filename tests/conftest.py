@@ -76,3 +76,15 @@ def people(project, make_user):
     other = project_create(name="Other shop", slug="other-shop", labels=["a", "b"])
     member_add(project=other, user=outsider)
     return {"admin": admin, "inspector": inspector, "manager": manager, "outsider": outsider}
+
+
+@pytest.fixture
+def people_for(make_user):
+    """An inspector who is a member of the given project."""
+
+    def make(project, username: str = "insp"):
+        user = make_user(username, Role.INSPECTOR)
+        member_add(project=project, user=user)
+        return user
+
+    return make

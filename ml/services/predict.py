@@ -101,7 +101,13 @@ def derived_thresholds(
     if heldout is None or not names:
         return {}
     chosen = thresholds.select_thresholds(
-        heldout["probs"], None, heldout["labels"], len(names), target=target, delta=1 - confidence
+        heldout["probs"],
+        None,
+        heldout["labels"],
+        len(names),
+        target=target,
+        delta=1 - confidence,
+        min_support=settings.THRESHOLD_MIN_SUPPORT,
     )
     return dict(zip(names, thresholds.threshold_values(chosen), strict=True))
 

@@ -9,6 +9,7 @@ the better calibrated one. Otherwise it stays ``ready`` with the reason.
 import logging
 
 import numpy as np
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -31,7 +32,13 @@ def heldout_score(
 
     k = probs.shape[1]
     chosen = thresholds.select_thresholds(
-        probs, None, labels, k, target=target, delta=1 - confidence
+        probs,
+        None,
+        labels,
+        k,
+        target=target,
+        delta=1 - confidence,
+        min_support=settings.THRESHOLD_MIN_SUPPORT,
     )
     accept = thresholds.accept_mask(probs.max(axis=1), probs.argmax(axis=1), chosen)
     correct = probs.argmax(axis=1) == labels

@@ -184,17 +184,21 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         )
         if output.exists():  # a crashed earlier delivery of this task
             shutil.rmtree(output)
+        knobs = {
+            "num_threads": settings.TRAIN_THREADS,
+            "target_precision": project.target_precision,
+            "delta": 1 - project.threshold_confidence,
+            "min_support": settings.THRESHOLD_MIN_SUPPORT,
+            "seed": model.version,
+        }
+        knobs.update({k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__})
         config = TrainConfig(
             samples=[samples[i] for i in train_idx],
             validation_samples=[samples[i] for i in val_idx],
             class_names=project.label_names(),
             output_dir=output,
             progress=_progress_writer(model, also=progress),
-            num_threads=settings.TRAIN_THREADS,
-            target_precision=project.target_precision,
-            delta=1 - project.threshold_confidence,
-            seed=model.version,
-            **{k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__},
+            **knobs,
         )
         result = train(config)
         heldout = _heldout_save(
