@@ -1,5 +1,5 @@
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from inspector.views import items, projects, queue, review
 
@@ -19,4 +19,7 @@ urlpatterns = [
         name="disputed-resolve",
     ),
     path("p/<slug:slug>/inspectors/", review.inspectors, name="inspectors"),
+    # Admin surfaces (thresholds, models) and manager surfaces (costs, credits).
+    path("p/<slug:slug>/", include("inspector.urls_admin")),
+    path("p/<slug:slug>/", include("inspector.urls_reports")),
 ]

@@ -40,6 +40,7 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
             "total": sum(counts.values()),
             "is_admin": has_role(request.user, Role.ADMIN),
             "can_inspect": has_role(request.user, Role.INSPECTOR, Role.ADMIN),
+            "can_report": has_role(request.user, Role.MANAGER, Role.ADMIN),
             "disputed_count": counts.get(ItemStatus.DISPUTED, 0),
             "paused": project.autolabel_paused,
             "recent": project.items.select_related("final_label")[:24],

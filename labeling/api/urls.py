@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from labeling.api import queue, views
 
@@ -17,4 +17,6 @@ urlpatterns = [
     path("projects/<slug:slug>/queue/undo/", queue.UndoAnswer.as_view(), name="api-queue-undo"),
     path("projects/<slug:slug>/queue/renew/", queue.RenewLeases.as_view(), name="api-queue-renew"),
     path("projects/<slug:slug>/queue/me/", queue.MyStats.as_view(), name="api-queue-me"),
+    path("projects/<slug:slug>/", include("labeling.api.urls_admin")),
+    path("projects/<slug:slug>/", include("labeling.api.urls_reports")),
 ]
