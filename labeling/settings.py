@@ -215,8 +215,9 @@ MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
+        # Token first: a bad token then answers 401 with WWW-Authenticate, not 403.
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -253,3 +254,38 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
 }
+
+# --- Hardening (login throttling, production headers) ---
+# The cache holds the login-throttle counters. Several gunicorn workers (and machines) must share
+# them, so production sets CACHE_URL (or REDIS_URL) to a Redis database; without one each
+# process keeps its own counts in memory, which is fine for the single-process demo.
+_CACHE_URL = os.environ.get("CACHE_URL") or os.environ.get("REDIS_URL")
+if _CACHE_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _CACHE_URL,
+            "KEY_PREFIX": "labeling",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "app"}
+    }
+# Every password check goes through this backend: after LOGIN_FAILURES_PER_USER failures for a
+# user name (or LOGIN_FAILURES_PER_IP for an address) within the window, logins are refused
+# for LOGIN_LOCKOUT_SECONDS; the middleware answers the login forms with a clear 429.
+AUTHENTICATION_BACKENDS = ["labeling.throttling.ThrottledModelBackend"]
+MIDDLEWARE = [*MIDDLEWARE, "labeling.throttling.LoginThrottleMiddleware"]
+LOGIN_FAILURES_PER_USER = int(os.environ.get("LOGIN_FAILURES_PER_USER", 5))
+LOGIN_FAILURES_PER_IP = int(os.environ.get("LOGIN_FAILURES_PER_IP", 20))
+LOGIN_FAILURE_WINDOW_SECONDS = int(os.environ.get("LOGIN_FAILURE_WINDOW_SECONDS", 15 * 60))
+LOGIN_LOCKOUT_SECONDS = int(os.environ.get("LOGIN_LOCKOUT_SECONDS", 15 * 60))
+# Behind a proxy every request comes from the proxy's address: name the META key of the header
+# it sets with the client's address (e.g. HTTP_X_FORWARDED_FOR), and only if it overwrites it.
+LOGIN_THROTTLE_IP_HEADER = os.environ.get("LOGIN_THROTTLE_IP_HEADER", "")
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_SAMESITE = "Lax"

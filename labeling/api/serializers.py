@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from labeling.models import Item, Label, Project
+from labeling.models import Item, Label, Prediction, Project
 
 
 class LabelSerializer(serializers.ModelSerializer):
@@ -85,3 +85,24 @@ class UploadSerializer(serializers.Serializer):
         required=False,
         help_text='JSON: one object applied to every file, or {"<file name>": {...}} per file.',
     )
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    model_version = serializers.IntegerField(source="model_version.version")
+    label = serializers.SlugRelatedField(slug_field="name", read_only=True)
+
+    class Meta:
+        model = Prediction
+        fields = [
+            "model_version",
+            "label",
+            "confidence",
+            "probabilities",
+            "decision",
+            "error",
+            "created_at",
+        ]
+
+
+class ResolveSerializer(serializers.Serializer):
+    label = serializers.CharField(max_length=60)

@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from labeling.api import queue, views
+from labeling.api import manifest_views, queue, views
 
 urlpatterns = [
     path("projects/", views.ProjectList.as_view(), name="api-projects"),
@@ -8,6 +8,31 @@ urlpatterns = [
     path("projects/<slug:slug>/items/", views.ItemList.as_view(), name="api-items"),
     path("projects/<slug:slug>/items/upload/", views.ItemUpload.as_view(), name="api-items-upload"),
     path("projects/<slug:slug>/items/<int:pk>/", views.ItemDetail.as_view(), name="api-item"),
+    path(
+        "projects/<slug:slug>/items/<int:pk>/predictions/",
+        views.ItemPredictions.as_view(),
+        name="api-item-predictions",
+    ),
+    path(
+        "projects/<slug:slug>/items/<int:pk>/resolve/",
+        views.ItemResolve.as_view(),
+        name="api-item-resolve",
+    ),
+    path(
+        "projects/<slug:slug>/manifests/",
+        manifest_views.ManifestList.as_view(),
+        name="api-manifests",
+    ),
+    path(
+        "projects/<slug:slug>/manifests/import/",
+        manifest_views.ManifestImport.as_view(),
+        name="api-manifests-import",
+    ),
+    path(
+        "projects/<slug:slug>/manifests/<int:pk>/download/",
+        manifest_views.ManifestDownload.as_view(),
+        name="api-manifest-download",
+    ),
     path("projects/<slug:slug>/queue/next/", queue.NextLease.as_view(), name="api-queue-next"),
     path("projects/<slug:slug>/queue/leases/", queue.OpenLeases.as_view(), name="api-queue-leases"),
     path(

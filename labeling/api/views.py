@@ -1,23 +1,44 @@
 """REST API views: thin wrappers over the same services the pages use."""
 
+from datetime import datetime, time
+
 from django.db.models import QuerySet
+from django.utils import timezone
+from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.access import Role, projects_for_user
+from labeling.answers import item_resolve_expert
 from labeling.api.permissions import api_project
 from labeling.api.serializers import (
     IngestReportSerializer,
     ItemSerializer,
+    PredictionSerializer,
     ProjectSerializer,
+    ResolveSerializer,
     UploadSerializer,
 )
 from labeling.ingest import item_ingest
 from labeling.metadata import MetadataError, metadata_for_uploads
 from labeling.models import Item, ItemStatus
+
+READERS = (Role.ADMIN, Role.MANAGER)
+
+
+def moment(value: str, name: str) -> datetime:
+    """An ISO date or datetime from a query parameter, in the site's time zone if naive."""
+    parsed = parse_datetime(value)
+    if parsed is None:
+        day = parse_date(value) if len(value) == 10 else None
+        if day is None:
+            raise ValidationError({name: f"'{value}' is not an ISO date (YYYY-MM-DD) or datetime."})
+        parsed = datetime.combine(day, time.min)
+    return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
 
 
 class ProjectList(generics.ListAPIView):
@@ -47,7 +68,7 @@ class ItemList(generics.ListAPIView):
     serializer_class = ItemSerializer
 
     def get_queryset(self) -> QuerySet:
-        project = api_project(self.request, self.kwargs["slug"])
+        project = api_project(self.request, self.kwargs["slug"], roles=READERS)
         items = Item.objects.filter(project=project).select_related("final_label", "project")
         params = self.request.query_params
         if params.get("status"):
@@ -57,9 +78,9 @@ class ItemList(generics.ListAPIView):
         if params.get("source"):
             items = items.filter(final_source=params["source"])
         if params.get("created_after"):
-            items = items.filter(created_at__gte=params["created_after"])
+            items = items.filter(created_at__gte=moment(params["created_after"], "created_after"))
         if params.get("created_before"):
-            items = items.filter(created_at__lt=params["created_before"])
+            items = items.filter(created_at__lt=moment(params["created_before"], "created_before"))
         return items
 
 
@@ -67,8 +88,33 @@ class ItemDetail(generics.RetrieveAPIView):
     serializer_class = ItemSerializer
 
     def get_object(self) -> Item:
-        project = api_project(self.request, self.kwargs["slug"])
+        project = api_project(self.request, self.kwargs["slug"], roles=READERS)
         return generics.get_object_or_404(Item, project=project, pk=self.kwargs["pk"])
+
+
+class ItemPredictions(generics.ListAPIView):
+    """What each model version said about the item (admins and managers only: inspectors do not
+    see machine guesses unless the project shows suggestions on the inspector page)."""
+
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self) -> QuerySet:
+        project = api_project(self.request, self.kwargs["slug"], roles=READERS)
+        item = generics.get_object_or_404(Item, project=project, pk=self.kwargs["pk"])
+        return item.predictions.select_related("model_version", "label").order_by("-created_at")
+
+
+class ItemResolve(APIView):
+    @extend_schema(request=ResolveSerializer, responses=ItemSerializer)
+    def post(self, request, slug: str, pk: int) -> Response:
+        """Decide a disputed item as an expert (admins); the answer becomes gold."""
+        project = api_project(request, slug, roles=(Role.ADMIN,))
+        data = ResolveSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        item = item_resolve_expert(
+            item_id=pk, project=project, label_name=data.validated_data["label"], user=request.user
+        )
+        return Response(ItemSerializer(item).data)
 
 
 class ItemUpload(APIView):
