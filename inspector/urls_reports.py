@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+"""Manager surfaces (cost report, credit decisions), mounted under ``p/<slug>/``."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from inspector.views import reports
+
+urlpatterns = [
+    path("costs/", reports.costs, name="costs"),
+    path("credits/", reports.credits, name="credits"),
+]

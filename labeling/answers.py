@@ -82,7 +82,9 @@ def item_finalize(*, item: Item, label: Label, source: str, confidence: float | 
     item.status = ItemStatus.LABELED if source != ItemSource.MACHINE else ItemStatus.AUTO_LABELED
     item.finished_at = timezone.now()
     item.save()
-    credit_decide(item=item, source=source, label_name=label.name)
+    if source != ItemSource.MACHINE:
+        # A machine label's credit was already decided by the router's two-threshold rule.
+        credit_decide(item=item, source=source, label_name=label.name)
     if item.is_audit and source in (ItemSource.CONSENSUS, ItemSource.EXPERT):
         from ml.services.audit import audit_record
 

@@ -29,6 +29,14 @@ def project_create(
     if len(labels) > len(DEFAULT_KEYS):
         raise ValueError(f"at most {len(DEFAULT_KEYS)} labels")
     specs = [spec if isinstance(spec, LabelSpec) else LabelSpec(spec) for spec in labels]
+    names = {slugify(spec.name) for spec in specs}
+    unknown = {
+        rule: name
+        for rule, name in dict(settings.get("credit_rules") or {}).items()
+        if name not in names
+    }
+    if unknown:
+        raise ValueError(f"credit rules name labels the project does not have: {unknown}")
     with transaction.atomic():
         project = Project.objects.create(name=name, slug=slug or slugify(name), **settings)
         Label.objects.bulk_create(

@@ -234,6 +234,7 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {"ItemSourceEnum": "labeling.models.items.ItemSource"},
 }
 
 if not DEBUG:
@@ -289,3 +290,14 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_SAMESITE = "Lax"
+# Redis broker: a task whose worker died unacknowledged is delivered again after the visibility
+# timeout (kombu's default: one hour). Keep it longer than the longest task (training), or a
+# running task is handed to a second worker; the fault tests use a few seconds.
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        **CELERY_BROKER_TRANSPORT_OPTIONS,
+        "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", 3600)),
+        # How often a worker sweeps for such tasks (kombu: every 10 × 10 s).
+        "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_SECONDS", 100)),
+        "unacked_restore_throttle": 1,
+    }

@@ -60,7 +60,7 @@ def project(db):
         labels=["package", "product", "full_body", "half_body"],
         min_answers=2,
         max_answers=4,
-        credit_rules={"product": "product", "style": "full-body"},
+        credit_rules={"product": "product", "style": "full_body"},
     )
 
 

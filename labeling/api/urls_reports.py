@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+"""Report endpoints, mounted under ``api/projects/<slug>/``."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from labeling.api import report_views
+
+urlpatterns = [
+    path("reports/costs/", report_views.CostReportView.as_view(), name="api-report-costs"),
+    path("credits/", report_views.CreditList.as_view(), name="api-credits"),
+]

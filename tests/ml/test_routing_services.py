@@ -138,3 +138,20 @@ def test_review_credit_between_the_two_thresholds_goes_to_humans(
     assert with_review.status == ItemStatus.QUEUED
     assert with_review.credit.outcome == "pending" and with_review.credit.review_id == "R1"
     assert without.status == ItemStatus.AUTO_LABELED
+
+
+def test_confident_review_photo_is_credited_by_the_machine(project, tiny_checkpoint, settings):
+    project.credit_rules = {"product": "circle"}
+    project.credit_grant_threshold, project.credit_deny_threshold = 0.0, -0.01  # always sure
+    project.save()
+    active_model(project, tiny_checkpoint, settings, circle=0.0, square=0.0, triangle=0.0)
+    [item_id] = new_items(project, 1)
+    Item.objects.filter(pk=item_id).update(metadata={"review_type": "product", "review_id": "R7"})
+    items_predict(item_ids=[item_id])
+    item = Item.objects.get(pk=item_id)
+    assert item.status == ItemStatus.AUTO_LABELED
+    assert (item.credit.outcome, item.credit.source, item.credit.review_id) == (
+        "granted",
+        "machine",
+        "R7",
+    )
