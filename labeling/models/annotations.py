@@ -51,14 +51,14 @@ class Annotation(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="annotations"
     )
     label = models.ForeignKey(
-        "labeling.Label", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "labeling.Label", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     time_on_task_ms = models.PositiveIntegerField(default=0)
     assignment = models.ForeignKey(
         Assignment, null=True, blank=True, on_delete=models.SET_NULL, related_name="annotations"
     )
     supersedes = models.OneToOneField(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+        "self", null=True, blank=True, on_delete=models.RESTRICT, related_name="superseded_by"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
@@ -126,7 +126,7 @@ class GoldItem(TimeStamped):
 
     project = models.ForeignKey("labeling.Project", on_delete=models.CASCADE, related_name="gold")
     item = models.OneToOneField("labeling.Item", on_delete=models.CASCADE, related_name="gold")
-    label = models.ForeignKey("labeling.Label", on_delete=models.PROTECT, related_name="+")
+    label = models.ForeignKey("labeling.Label", on_delete=models.RESTRICT, related_name="+")
     origin = models.CharField(max_length=8, choices=Origin.choices, default=Origin.SEEDED)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -45,7 +45,7 @@ class Item(TimeStamped):
         max_length=16, choices=ItemStatus.choices, default=ItemStatus.NEW, db_index=True
     )
     final_label = models.ForeignKey(
-        "labeling.Label", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "labeling.Label", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     final_source = models.CharField(max_length=10, choices=ItemSource.choices, blank=True)
     final_confidence = models.FloatField(null=True, blank=True)

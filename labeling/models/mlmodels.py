@@ -81,7 +81,7 @@ class Prediction(TimeStamped):
     )
     probabilities = models.JSONField(default=list)
     label = models.ForeignKey(
-        "labeling.Label", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "labeling.Label", null=True, blank=True, on_delete=models.RESTRICT, related_name="+"
     )
     confidence = models.FloatField(null=True, blank=True)
     decision = models.CharField(max_length=14, choices=Decision.choices)

@@ -186,7 +186,10 @@ def _predict_and_route(
 
     predictor = predictor_for(model)
     labels = list(project.labels.all())
-    if [label.name for label in labels] != list(predictor.class_names):
+    if len(labels) != len(predictor.class_names) or any(
+        trained not in (label.name, label.display_name)
+        for label, trained in zip(labels, predictor.class_names, strict=False)
+    ):
         raise RuntimeError(
             f"model v{model.version} was trained on classes {predictor.class_names}, "
             f"the project now has {[label.name for label in labels]}"

@@ -48,3 +48,22 @@ def test_label_must_belong_to_the_items_project(project, people, item):
         Annotation.objects.create(
             project=project, item=item, annotator=people["inspector"], label=foreign
         )
+
+
+def test_a_project_with_answers_and_labels_can_be_deleted(project, people, item):
+    from labeling.answers import annotation_submit, annotation_undo
+    from labeling.queue import assignment_next
+
+    project.gold_rate = 0
+    project.save()
+    lease = assignment_next(project=project, user=people["inspector"])
+    annotation_submit(
+        project=project,
+        assignment_id=lease.pk,
+        user=people["inspector"],
+        label_name="product",
+        time_on_task_ms=3,
+    )
+    annotation_undo(project=project, user=people["inspector"])  # a chain of superseding rows
+    project.delete()
+    assert not Item.objects.filter(pk=item.pk).exists()
