@@ -1,3 +1,23 @@
-from django.urls import path  # noqa: F401
+"""Admin API (included under ``projects/<slug>/``): thresholds and model versions."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from labeling.api import admin_views
+
+urlpatterns = [
+    path("thresholds/", admin_views.ThresholdSettings.as_view(), name="api-thresholds"),
+    path(
+        "thresholds/preview/",
+        admin_views.ThresholdPreview.as_view(),
+        name="api-thresholds-preview",
+    ),
+    path("models/", admin_views.ModelList.as_view(), name="api-models"),
+    path("models/train/", admin_views.ModelTrain.as_view(), name="api-models-train"),
+    path("models/rollback/", admin_views.ModelRollback.as_view(), name="api-models-rollback"),
+    path("models/<int:version>/", admin_views.ModelDetail.as_view(), name="api-model"),
+    path(
+        "models/<int:version>/promote/",
+        admin_views.ModelPromote.as_view(),
+        name="api-model-promote",
+    ),
+]

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from labeling.models import (
     Assignment,
-    AssignmentStatus,
     GoldItem,
     Item,
     ItemSource,
@@ -117,14 +116,13 @@ def _image_bytes(item: Item) -> bytes:
         return fh.read()
 
 
-def _reroutable(project: Project):
-    """Queued items no human has touched: a better model may take them off the queue."""
-    open_lease = Assignment.objects.filter(item=OuterRef("pk"), status=AssignmentStatus.OPEN)
+def reroutable_items(project: Project):
+    """Queued items no human has touched: a better model or a lower threshold may take them off
+    the queue. The one definition of "untouched" (also used by the threshold preview)."""
     return (
         Item.objects.filter(
             project=project, status=ItemStatus.QUEUED, answer_count=0, is_audit=False
         )
-        .exclude(Exists(open_lease))
         .exclude(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
         .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"))))
     )
@@ -133,9 +131,10 @@ def _reroutable(project: Project):
 def items_predict(
     *, item_ids: list[int], reroute: bool = False, rng: random.Random | None = None
 ) -> dict:
-    """Predict and route a batch. Idempotent: an item already routed is skipped (or, with
-    ``reroute``, re-predicted only while no human has touched it), and the unique
-    (item, model version) constraint means a repeated batch never predicts an item twice."""
+    """Predict and route a batch. Idempotent: only ``new`` items are predicted (or, with
+    ``reroute``, untouched queued ones), each under its row lock, and the unique (item, model
+    version) constraint means a repeated batch never predicts an item twice. Re-routing an item
+    the active model already saw reuses its stored probabilities instead of running the model."""
     rng = rng or random.Random()
     counts = {"auto_labeled": 0, "queued": 0, "audit": 0, "failed": 0, "skipped": 0}
     items = list(
@@ -147,43 +146,41 @@ def items_predict(
     for group in by_project.values():
         project = group[0].project
         model = project.active_model
-        if reroute:
-            eligible_ids = set(
-                _reroutable(project)
-                .filter(pk__in=[i.pk for i in group])
-                .values_list("pk", flat=True)
-            )
-            todo = [i for i in group if i.pk in eligible_ids]
-        else:
-            todo = [i for i in group if i.status == ItemStatus.NEW]
-        counts["skipped"] += len(group) - len(todo)
         if model is None or not model.is_calibrated or model.status != ModelVersion.Status.ACTIVE:
             # No model to trust yet: everything goes to humans.
-            for item in todo:
-                counts["queued"] += _route_to_humans(item)
+            for item in group:
+                queued = Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(
+                    status=ItemStatus.QUEUED
+                )
+                counts["queued" if queued else "skipped"] += 1
             continue
-        done = set(
-            Prediction.objects.filter(model_version=model, item__in=todo).values_list(
-                "item_id", flat=True
+        stored = {
+            p.item_id: p
+            for p in Prediction.objects.filter(model_version=model, item__in=group).exclude(
+                decision=PredictionDecision.FAILED
             )
-        )
-        fresh = [i for i in todo if i.pk not in done]
-        counts["skipped"] += len(todo) - len(fresh)
-        if not fresh:
-            continue
-        _predict_and_route(project, model, fresh, counts, rng)
+        }
+        fresh = [i for i in group if i.pk not in stored and (reroute or i.status == ItemStatus.NEW)]
+        known = [i for i in group if i.pk in stored] if reroute else []
+        counts["skipped"] += len(group) - len(fresh) - len(known)
+        scored: list[tuple[Item, np.ndarray, Prediction | None]] = [
+            (i, np.asarray(stored[i.pk].probabilities, dtype=float), stored[i.pk]) for i in known
+        ]
+        if fresh:
+            probs, errors = _predict(project, model, fresh)
+            for item in fresh:
+                if item.pk in errors:
+                    _record_failure(model, item, errors[item.pk])
+                    counts["failed"] += 1
+                else:
+                    scored.append((item, probs[item.pk], None))
+        if scored:
+            _route_batch(project, model, scored, counts, rng, reroute=reroute)
     return counts
 
 
-def _route_to_humans(item: Item) -> int:
-    return Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(status=ItemStatus.QUEUED)
-
-
-def _predict_and_route(
-    project: Project, model: ModelVersion, items: list[Item], counts: dict, rng
-) -> None:
-    from labeling.costs import cost_record_predictions
-
+def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[dict, dict]:
+    """Calibrated probabilities per item id, and the reason per item that could not be read."""
     predictor = predictor_for(model)
     labels = list(project.labels.all())
     if len(labels) != len(predictor.class_names) or any(
@@ -202,33 +199,65 @@ def _predict_and_route(
         except OSError as exc:
             errors[item.pk] = f"cannot read the stored image: {exc}"
     result = predictor.predict(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
-    thresholds = project_thresholds(project, model)
-    predicted = 0
+    probs = {}
     for index, item in enumerate(readable):
         if index in result.errors:
             errors[item.pk] = result.errors[index]
-            continue
-        probs = result.probs[index]
-        with transaction.atomic():
-            locked = (
-                Item.objects.select_for_update(of=("self",))
-                .select_related("project")
-                .get(pk=item.pk)
+        else:
+            probs[item.pk] = result.probs[index]
+    return probs, errors
+
+
+def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) -> None:
+    """Route every scored item in one transaction, each under its row lock, re-checking under
+    the lock that it is still waiting for a machine decision."""
+    from labeling.costs import cost_record_predictions
+
+    labels = list(project.labels.all())
+    thresholds = project_thresholds(project, model)
+    untouched = set(
+        reroutable_items(project)
+        .filter(pk__in=[i.pk for i, _, _ in scored])
+        .values_list("pk", flat=True)
+    )
+    with transaction.atomic():
+        locked = (
+            Item.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .in_bulk([i.pk for i, _, _ in scored])
+        )
+        new_predictions = []
+        for item, probs, prediction in scored:
+            current = locked.get(item.pk)
+            waiting = current is not None and (
+                current.status == ItemStatus.NEW or (reroute and current.pk in untouched)
             )
-            outcome = _route_one(project, model, locked, probs, labels, thresholds, rng)
-            if outcome is None:
+            if not waiting:
                 counts["skipped"] += 1
                 continue
-            counts[outcome] += 1
-            predicted += 1
-    for item in items:
-        if item.pk in errors:
-            _record_failure(model, item, errors[item.pk])
-            counts["failed"] += 1
-    cost_record_predictions(project=project, count=predicted)
+            decision, label, confidence = _route_one(
+                project, current, probs, labels, thresholds, rng
+            )
+            if prediction is None:
+                new_predictions.append(
+                    Prediction(
+                        item=current,
+                        model_version=model,
+                        probabilities=[round(float(p), 6) for p in probs],
+                        label=label,
+                        confidence=confidence,
+                        decision=decision,
+                    )
+                )
+            elif prediction.decision != decision:
+                Prediction.objects.filter(pk=prediction.pk).update(decision=decision)
+            counts[decision] += 1
+        Prediction.objects.bulk_create(new_predictions)
+        cost_record_predictions(project=project, count=len(new_predictions))
 
 
-def _route_one(project, model, item: Item, probs, labels, thresholds, rng) -> str | None:
+def _route_one(project, item: Item, probs, labels, thresholds, rng) -> tuple[str, object, float]:
+    """The routing rule for one item; applies it to the item and returns the decision."""
     from labeling.answers import item_finalize
     from labeling.credits import credit_decide, credited_label
     from ml import thresholds as routing
@@ -248,26 +277,14 @@ def _route_one(project, model, item: Item, probs, labels, thresholds, rng) -> st
         decision = PredictionDecision.AUTO_LABELED
     else:
         decision = PredictionDecision.QUEUED
-    try:
-        with transaction.atomic():
-            Prediction.objects.create(
-                item=item,
-                model_version=model,
-                probabilities=[round(float(p), 6) for p in probs],
-                label=label,
-                confidence=confidence,
-                decision=decision,
-            )
-    except IntegrityError:
-        return None  # another delivery of this batch got here first
     item.prediction_error = ""
     if decision == PredictionDecision.AUTO_LABELED:
         item_finalize(item=item, label=label, source=ItemSource.MACHINE, confidence=confidence)
-        return "auto_labeled"
-    item.status = ItemStatus.QUEUED
-    item.is_audit = decision == PredictionDecision.AUDIT
-    item.save(update_fields=["status", "is_audit", "prediction_error", "updated_at"])
-    return "audit" if item.is_audit else "queued"
+    else:
+        item.status = ItemStatus.QUEUED
+        item.is_audit = decision == PredictionDecision.AUDIT
+        item.save(update_fields=["status", "is_audit", "prediction_error", "updated_at"])
+    return decision, label, confidence
 
 
 def _record_failure(model: ModelVersion, item: Item, reason: str) -> None:
@@ -293,7 +310,9 @@ def project_repredict(*, project: Project, all_untouched: bool = True) -> int:
     new_ids = list(
         Item.objects.filter(project=project, status=ItemStatus.NEW).values_list("pk", flat=True)
     )
-    queued_ids = list(_reroutable(project).values_list("pk", flat=True)) if all_untouched else []
+    queued_ids = (
+        list(reroutable_items(project).values_list("pk", flat=True)) if all_untouched else []
+    )
     batch = settings.PREDICTION_BATCH_SIZE
     for ids, reroute in ((new_ids, False), (queued_ids, True)):
         for start in range(0, len(ids), batch):

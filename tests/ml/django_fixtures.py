@@ -10,7 +10,7 @@ from labeling.answers import item_finalize
 from labeling.ingest import Upload, item_ingest
 from labeling.models import Item, ItemSource, ModelStatus, ModelVersion
 from labeling.project_setup import project_create
-from tests.ml.conftest import SHAPES, shape_image
+from tests.ml.shapes import SHAPES, shape_image
 
 TINY = {
     "input_size": 32,

@@ -1,0 +1,140 @@
+"""Serializers of the admin API: threshold settings, their preview, and model versions."""
+
+from rest_framework import serializers
+
+from labeling.models import ModelVersion, ThresholdMode
+from ml.services.threshold_tuning import ThresholdSettingsInvalid, threshold_settings_clean
+
+
+class ThresholdSettingsSerializer(serializers.Serializer):
+    """A threshold setting; a field left out keeps the project's current value. Needs the
+    project in the context (``{"project": project}``)."""
+
+    mode = serializers.ChoiceField(choices=ThresholdMode.choices, required=False)
+    target_precision = serializers.FloatField(
+        required=False, help_text="Precision the derived thresholds guarantee, in (0, 1)."
+    )
+    threshold_confidence = serializers.FloatField(
+        required=False, help_text="Confidence of that guarantee, in (0, 1)."
+    )
+    manual_thresholds = serializers.DictField(
+        child=serializers.FloatField(allow_null=True, min_value=0.0, max_value=1.0),
+        required=False,
+        help_text="Per label name, a threshold in [0, 1], or null: never auto-label that class. "
+        "The whole map is replaced; a label left out is never auto-labeled in manual mode.",
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        try:
+            cleaned = threshold_settings_clean(project=self.context["project"], **attrs)
+        except ThresholdSettingsInvalid as exc:
+            raise serializers.ValidationError(
+                {exc.field or "non_field_errors": [exc.message]}
+            ) from exc
+        return cleaned.as_dict()
+
+
+class LiveAuditSerializer(serializers.Serializer):
+    audited = serializers.IntegerField()
+    correct = serializers.IntegerField()
+    precision = serializers.FloatField()
+
+
+class ThresholdClassSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    display_name = serializers.CharField()
+    derived = serializers.FloatField(
+        allow_null=True, help_text="Threshold derived from the target (null: never)."
+    )
+    support = serializers.IntegerField(help_text="Held-out items predicted as this class.")
+    accepted = serializers.IntegerField()
+    errors = serializers.IntegerField()
+    upper_bound = serializers.FloatField(allow_null=True)
+    reason = serializers.CharField()
+    manual = serializers.FloatField(allow_null=True)
+    in_force = serializers.FloatField(allow_null=True, help_text="Threshold routing uses now.")
+    live = LiveAuditSerializer(allow_null=True)
+    paused = serializers.DictField(allow_null=True)
+
+
+class ThresholdChangeSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    by = serializers.CharField(allow_null=True)
+    summary = serializers.ListField(child=serializers.CharField())
+    before = serializers.DictField()
+    after = serializers.DictField()
+
+
+class ThresholdStateSerializer(serializers.Serializer):
+    mode = serializers.ChoiceField(choices=ThresholdMode.choices)
+    target_precision = serializers.FloatField()
+    threshold_confidence = serializers.FloatField()
+    manual_thresholds = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    model = serializers.IntegerField(allow_null=True, help_text="Active model version.")
+    classes = ThresholdClassSerializer(many=True)
+    changes = ThresholdChangeSerializer(many=True)
+
+
+class ThresholdSaveSerializer(ThresholdStateSerializer):
+    changed = serializers.BooleanField()
+    rerouted = serializers.IntegerField(help_text="Waiting images sent through routing again.")
+
+
+class PreviewClassSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    threshold = serializers.FloatField(allow_null=True)
+    queued = serializers.IntegerField()
+    auto_label = serializers.IntegerField()
+    expected_errors_calibrated = serializers.FloatField()
+    heldout_precision = serializers.FloatField(allow_null=True)
+    heldout_coverage = serializers.FloatField(allow_null=True)
+
+
+class HeldoutOutcomeSerializer(serializers.Serializer):
+    n = serializers.IntegerField()
+    coverage = serializers.FloatField()
+    precision = serializers.FloatField(allow_null=True)
+
+
+class ThresholdPreviewSerializer(serializers.Serializer):
+    settings = serializers.DictField()
+    model = serializers.IntegerField(allow_null=True)
+    thresholds = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    queued = serializers.IntegerField(help_text="Untouched queued images the model predicted.")
+    auto_label = serializers.IntegerField(help_text="Of those, auto-labeled with this setting.")
+    credit_pending = serializers.IntegerField(
+        help_text="Above the threshold but kept for a human by the credit rule."
+    )
+    audit_rate = serializers.FloatField()
+    expected_errors_calibrated = serializers.FloatField(
+        help_text="Sum of 1 - calibrated confidence over the auto-labeled images."
+    )
+    expected_errors_heldout = serializers.FloatField(
+        allow_null=True,
+        help_text="Per class, auto-labels times the held-out error rate at the threshold.",
+    )
+    heldout = HeldoutOutcomeSerializer(allow_null=True)
+    per_class = PreviewClassSerializer(many=True)
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = [
+            "version",
+            "status",
+            "status_reason",
+            "architecture",
+            "hyperparameters",
+            "metrics",
+            "thresholds",
+            "temperature",
+            "progress",
+            "created_by",
+            "created_at",
+            "trained_at",
+            "promoted_at",
+        ]
+        read_only_fields = fields

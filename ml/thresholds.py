@@ -1,0 +1,442 @@
+"""Per-class accept thresholds with a precision guarantee, and routing.
+
+An image is auto-labelled with its predicted class c when its calibrated confidence is at least
+c's threshold. Thresholds come from a held-out calibration set (human labels the model never
+trained on) so that, with probability at least ``1 - delta`` over the draw of that set, the
+precision of auto-labels of each class is at least ``target``.
+
+How (Learn then Test, Angelopoulos et al. 2021, with fixed-sequence testing): for class c, walk
+candidate thresholds from high to low. At each t, the auto-labels are the calibration items
+predicted c with confidence ≥ t; with n of them and k wrong, the one-sided Clopper-Pearson upper
+bound on their error rate at level ``delta`` is computed. While that bound is ≤ ``1 - target`` the
+hypothesis "precision at t is below target" is rejected and the walk goes on; the first failure
+stops it. The threshold is the last t that passed. Fixed-sequence testing needs no multiplicity
+correction because each test is only reached if all earlier ones rejected. Candidates are the
+class's own calibration confidences (a function of the confidences only, never of the labels),
+which keeps the sequence fixed given the data the test conditions on.
+
+The naive alternative, the lowest t whose *empirical* held-out precision reaches the target,
+sits where the true precision is about equal to the target, and so misses it about half the time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_TARGET_PRECISION = 0.98
+DEFAULT_DELTA = 0.05  # 1 - confidence
+DEFAULT_MIN_SUPPORT = 30
+
+
+# --- exact binomial tail via the regularised incomplete beta function -------------------------
+# (scipy is not a runtime dependency; this is the Numerical Recipes continued fraction.)
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 10_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    front = math.exp(log_front)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def binom_cdf(k: int, n: int, p: float) -> float:
+    """P(X ≤ k) for X ~ Binomial(n, p)."""
+    if k < 0:
+        return 0.0
+    if k >= n:
+        return 1.0
+    return betainc(n - k, k + 1, 1.0 - p)
+
+
+def binom_cdf_many(ks: np.ndarray, ns: np.ndarray, p: float) -> np.ndarray:
+    """Vectorised exact P(Binomial(n, p) ≤ k) for arrays of (k, n) pairs.
+
+    Sums the pmf in log space with a log-factorial table, in chunks, so that walking thousands
+    of candidate thresholds costs milliseconds rather than one continued fraction each.
+    """
+    ks = np.asarray(ks, dtype=np.int64)
+    ns = np.asarray(ns, dtype=np.int64)
+    out = np.ones(len(ks), dtype=np.float64)
+    if len(ks) == 0:
+        return out
+    if p <= 0.0:
+        return out  # no errors possible: P(X ≤ k) = 1 for k ≥ 0
+    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, int(ns.max()) + 1)))])
+    log_p, log_q = math.log(p), math.log1p(-p)
+    start = 0
+    while start < len(ks):
+        # Bound each chunk's matrix to about two million cells.
+        width = int(ks[start:].max()) + 1
+        stop = min(len(ks), start + max(1, 2_000_000 // width))
+        k, n = ks[start:stop, None], ns[start:stop, None]
+        j = np.arange(int(k.max()) + 1)[None, :]
+        valid = j <= np.minimum(k, n)
+        jj = np.where(valid, j, 0)
+        log_pmf = (
+            log_fact[n]
+            - log_fact[jj]
+            - log_fact[np.maximum(n - jj, 0)]
+            + jj * log_p
+            + (n - jj) * log_q
+        )
+        log_pmf = np.where(valid, log_pmf, -np.inf)
+        top = log_pmf.max(axis=1, keepdims=True)
+        cdf = np.exp(top[:, 0]) * np.exp(log_pmf - top).sum(axis=1)
+        out[start:stop] = np.where((k >= n)[:, 0], 1.0, np.minimum(cdf, 1.0))
+        start = stop
+    out[ks < 0] = 0.0
+    return out
+
+
+def clopper_pearson_upper(k: int, n: int, delta: float) -> float:
+    """One-sided exact upper confidence bound (level 1 - delta) on a binomial proportion.
+
+    The u with P(Binomial(n, u) ≤ k) = delta; 1.0 when n = 0 (nothing observed, nothing known).
+    """
+    if n <= 0:
+        return 1.0
+    if k >= n:
+        return 1.0
+    lo, hi = k / n, 1.0
+    for _ in range(100):  # bisection; the cdf falls monotonically in p
+        mid = (lo + hi) / 2
+        if binom_cdf(k, n, mid) > delta:
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo < 1e-12:
+            break
+    return hi
+
+
+# --- threshold selection ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassThreshold:
+    """Outcome for one class: ``threshold`` None means never auto-label that class."""
+
+    threshold: float | None
+    support: int  # calibration items predicted as this class
+    accepted: int  # of those, confidence ≥ threshold
+    errors: int  # of the accepted, wrong
+    upper_bound: float | None  # Clopper-Pearson bound on the error rate at the threshold
+    reason: str  # why, in words, for the admin page
+
+
+def _confidences_and_predictions(
+    confidences: np.ndarray, predictions: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    conf = np.asarray(confidences, dtype=np.float64)
+    if predictions is None:  # an N×K probability matrix
+        return conf.max(axis=1), conf.argmax(axis=1)
+    return conf, np.asarray(predictions, dtype=np.int64)
+
+
+def select_class_threshold(
+    conf: np.ndarray,
+    correct: np.ndarray,
+    *,
+    target: float = DEFAULT_TARGET_PRECISION,
+    delta: float = DEFAULT_DELTA,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+) -> ClassThreshold:
+    """Learn-then-Test threshold for one class from its items' confidences and correctness."""
+    conf = np.asarray(conf, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    support = len(conf)
+    if support < min_support:
+        return ClassThreshold(None, support, 0, 0, None, f"only {support} calibration items")
+    order = np.argsort(-conf, kind="stable")
+    conf_sorted = conf[order]
+    errors_cum = np.cumsum(~correct[order])
+    alpha = 1.0 - target
+    # Candidate thresholds: each distinct confidence, high to low; at a tie the accepted set is
+    # everything with confidence ≥ t, so test at the last index of each run of equal values.
+    last_of_run = np.flatnonzero(np.r_[conf_sorted[1:] != conf_sorted[:-1], True])
+    # The walk starts at the first threshold with enough accepted items for a pass to be possible
+    # at all ((1 - alpha)^n ≤ delta, i.e. n ≥ 149 at 0.98/0.95): above it even a flawless class
+    # would fail and stop the walk. The cut depends on counts only, never on labels, so the
+    # sequence stays fixed given the confidences.
+    n_all = last_of_run + 1
+    possible = n_all * math.log1p(-alpha) <= math.log(delta) if alpha > 0 else n_all > 0
+    last_of_run = last_of_run[possible]
+    n = last_of_run + 1
+    k = errors_cum[last_of_run]
+    # A binomial p-value ≤ delta is the same event as "upper bound ≤ alpha", and cheap to compute
+    # for all candidates at once; the bound itself is computed once, for the chosen threshold.
+    passed = binom_cdf_many(k, n, alpha) <= delta
+    if len(passed) == 0:
+        return ClassThreshold(
+            None,
+            support,
+            0,
+            0,
+            None,
+            f"{support} items cannot show precision {target:.3g} at confidence {1 - delta:.3g}",
+        )
+    first_fail = int(np.argmin(passed)) if not passed.all() else len(passed)
+    if first_fail == 0:
+        return ClassThreshold(
+            None,
+            support,
+            0,
+            0,
+            None,
+            f"precision {target:.3g} cannot be shown at confidence {1 - delta:.3g} "
+            f"from {support} items",
+        )
+    chosen = first_fail - 1  # the last (lowest) threshold before the first failure
+    best = ClassThreshold(
+        float(conf_sorted[last_of_run[chosen]]), support, int(n[chosen]), int(k[chosen]), None, ""
+    )
+    bound = clopper_pearson_upper(best.errors, best.accepted, delta)
+    return ClassThreshold(
+        best.threshold,
+        support,
+        best.accepted,
+        best.errors,
+        bound,
+        f"lowest threshold with error bound {bound:.4f} ≤ {alpha:.4f}",
+    )
+
+
+def select_thresholds(
+    confidences: np.ndarray,
+    predictions: np.ndarray | None,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    target: float = DEFAULT_TARGET_PRECISION,
+    delta: float = DEFAULT_DELTA,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+) -> list[ClassThreshold]:
+    """Per-predicted-class thresholds with the Learn-then-Test guarantee (see module doc).
+
+    ``confidences``: calibrated top-class confidences (N), with ``predictions`` (N); or an N×K
+    probability matrix with ``predictions=None``. ``labels``: the true (human) labels.
+    The guarantee holds per class at level ``delta``.
+    """
+    conf, pred = _confidences_and_predictions(confidences, predictions)
+    correct = pred == np.asarray(labels, dtype=np.int64)
+    return [
+        select_class_threshold(
+            conf[pred == c],
+            correct[pred == c],
+            target=target,
+            delta=delta,
+            min_support=min_support,
+        )
+        for c in range(num_classes)
+    ]
+
+
+def naive_thresholds(
+    confidences: np.ndarray,
+    predictions: np.ndarray | None,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    target: float = DEFAULT_TARGET_PRECISION,
+    min_support: int = DEFAULT_MIN_SUPPORT,
+) -> list[float | None]:
+    """Per class, the lowest threshold whose empirical held-out precision is ≥ ``target``.
+
+    For comparison only: it has no guarantee and misses the target about half the time.
+    """
+    conf, pred = _confidences_and_predictions(confidences, predictions)
+    correct = pred == np.asarray(labels, dtype=np.int64)
+    out: list[float | None] = []
+    for c in range(num_classes):
+        cc, ok = conf[pred == c], correct[pred == c]
+        if len(cc) < min_support:
+            out.append(None)
+            continue
+        order = np.argsort(-cc, kind="stable")
+        cs = cc[order]
+        precision = np.cumsum(ok[order]) / np.arange(1, len(cs) + 1)
+        last_of_run = np.flatnonzero(np.r_[cs[1:] != cs[:-1], True])
+        passing = last_of_run[precision[last_of_run] >= target]
+        out.append(float(cs[passing[-1]]) if len(passing) else None)
+    return out
+
+
+def threshold_values(thresholds: Sequence[ClassThreshold | float | None]) -> list[float | None]:
+    """Plain per-class floats (None = never) from :func:`select_thresholds` output or floats."""
+    return [t.threshold if isinstance(t, ClassThreshold) else t for t in thresholds]
+
+
+# --- evaluation and routing -------------------------------------------------------------------
+
+
+def accept_mask(
+    confidences: np.ndarray,
+    predictions: np.ndarray,
+    thresholds: Sequence[ClassThreshold | float | None] | float | None,
+) -> np.ndarray:
+    """Boolean mask of items that would be auto-labelled (confidence ≥ its class threshold)."""
+    conf = np.asarray(confidences, dtype=np.float64)
+    pred = np.asarray(predictions, dtype=np.int64)
+    if thresholds is None or isinstance(thresholds, (int, float)):
+        if thresholds is None:
+            return np.zeros(len(conf), dtype=bool)
+        return conf >= float(thresholds)
+    values = threshold_values(thresholds)
+    # None → +inf: confidences never reach it.
+    per_class = np.array([np.inf if v is None else v for v in values], dtype=np.float64)
+    return conf >= per_class[pred]
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    coverage: float  # fraction of all items auto-labelled
+    precision: float  # fraction of auto-labelled items that are right (nan if none)
+    accepted: int
+    total: int
+    per_class: list[dict]  # per predicted class: coverage within class, precision, counts
+
+
+def evaluate_thresholds(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    thresholds: Sequence[ClassThreshold | float | None] | float | None,
+) -> CoverageResult:
+    """Coverage and realised precision of auto-labelling ``probs`` with ``thresholds``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    conf, pred = probs.max(axis=1), probs.argmax(axis=1)
+    accepted = accept_mask(conf, pred, thresholds)
+    correct = pred == labels
+    per_class = []
+    for c in range(probs.shape[1]):
+        in_c = pred == c
+        acc_c = accepted & in_c
+        per_class.append(
+            {
+                "class": c,
+                "predicted": int(in_c.sum()),
+                "accepted": int(acc_c.sum()),
+                "coverage": float(acc_c.sum() / in_c.sum()) if in_c.any() else 0.0,
+                "precision": float(correct[acc_c].mean()) if acc_c.any() else float("nan"),
+            }
+        )
+    n_acc = int(accepted.sum())
+    return CoverageResult(
+        coverage=float(n_acc / len(labels)) if len(labels) else 0.0,
+        precision=float(correct[accepted].mean()) if n_acc else float("nan"),
+        accepted=n_acc,
+        total=len(labels),
+        per_class=per_class,
+    )
+
+
+@dataclass(frozen=True)
+class RiskCoverageCurve:
+    """Coverage and precision as a single threshold moves from high to low."""
+
+    thresholds: np.ndarray  # descending
+    coverage: np.ndarray  # fraction of the items considered with confidence ≥ threshold
+    precision: np.ndarray  # accuracy among them
+    accepted: np.ndarray  # counts
+
+
+def _curve(conf: np.ndarray, correct: np.ndarray, total: int) -> RiskCoverageCurve:
+    order = np.argsort(-conf, kind="stable")
+    cs = conf[order]
+    ok = np.cumsum(correct[order])
+    last_of_run = np.flatnonzero(np.r_[cs[1:] != cs[:-1], True]) if len(cs) else np.array([], int)
+    n = last_of_run + 1
+    return RiskCoverageCurve(
+        thresholds=cs[last_of_run],
+        coverage=n / max(total, 1),
+        precision=ok[last_of_run] / n if len(n) else np.array([]),
+        accepted=n,
+    )
+
+
+def risk_coverage_curve(
+    probs: np.ndarray, labels: np.ndarray
+) -> tuple[RiskCoverageCurve, list[RiskCoverageCurve]]:
+    """Overall curve (one global threshold) and one curve per predicted class.
+
+    Per-class coverage is relative to the items predicted as that class, which is what an admin
+    moving that class's slider sees change.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    conf, pred = probs.max(axis=1), probs.argmax(axis=1)
+    correct = pred == labels
+    overall = _curve(conf, correct, len(conf))
+    per_class = [
+        _curve(conf[pred == c], correct[pred == c], int((pred == c).sum()))
+        for c in range(probs.shape[1])
+    ]
+    return overall, per_class
+
+
+def coverage_at_precision(curve: RiskCoverageCurve, target: float) -> float:
+    """Largest coverage on ``curve`` whose precision is ≥ ``target`` (0 if none)."""
+    ok = curve.precision >= target
+    return float(curve.coverage[ok].max()) if ok.any() else 0.0
+
+
+def route(
+    probs: np.ndarray | Sequence[float],
+    thresholds: Sequence[ClassThreshold | float | None] | float | None,
+) -> tuple[int, float, bool]:
+    """Decide one image: ``(predicted label, confidence, auto-labelled?)``.
+
+    Auto-labels when the class has a threshold and confidence ≥ it (equality auto-labels).
+    """
+    p = np.asarray(probs, dtype=np.float64).ravel()
+    label = int(p.argmax())
+    confidence = float(p[label])
+    auto = bool(accept_mask(np.array([confidence]), np.array([label]), thresholds)[0])
+    return label, confidence, auto
+
+
+def route_batch(
+    probs: np.ndarray,
+    thresholds: Sequence[ClassThreshold | float | None] | float | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`route` for an N×K matrix: ``(labels, confidences, auto mask)``."""
+    probs = np.asarray(probs, dtype=np.float64)
+    labels = probs.argmax(axis=1)
+    conf = probs[np.arange(len(probs)), labels]
+    return labels, conf, accept_mask(conf, labels, thresholds)

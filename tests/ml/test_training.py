@@ -1,0 +1,131 @@
+"""A tiny end-to-end training run: it finishes, saves a checkpoint, and reloads identically."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from ml.checkpoint import CheckpointError, load_checkpoint
+from ml.inference import Predictor
+from ml.training import TrainConfig, TrainingError, stratified_split, train
+from tests.ml.shapes import SHAPES
+
+
+def _tiny_config(samples, out, **overrides):
+    settings = dict(
+        samples=samples,
+        class_names=list(SHAPES),
+        output_dir=out,
+        input_size=32,
+        val_fraction=0.34,
+        trainable_blocks=(1,),
+        epochs=(2,),
+        learning_rates=(3e-3,),
+        batch_size=8,
+        time_budget_s=60,
+        min_support=2,
+        seed=1,
+    )
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="module")
+def trained(shape_samples, tmp_path_factory):
+    """One tiny run shared by the tests below; one of its images is corrupt."""
+    out = tmp_path_factory.mktemp("run") / "model"
+    calls = []
+    samples = [*shape_samples, (b"\x89PNG broken", 0)]
+    result = train(
+        _tiny_config(
+            samples,
+            out,
+            trainable_blocks=(2, 1),  # two depths: the second cache is derived from the first
+            progress=lambda *args: calls.append(args),
+        )
+    )
+    return result, out, calls
+
+
+def test_training_returns_the_metrics_a_user_looks_at(trained):
+    result, _, _ = trained
+    for key in ("accuracy", "macro_f1", "ece", "coverage_at_target", "per_class"):
+        assert key in result.metrics
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
+    assert set(result.metrics["per_class"]) == set(SHAPES)
+    assert len(result.thresholds) == 3
+    assert result.temperature > 0
+
+
+def test_a_corrupt_training_image_is_skipped_not_fatal(trained):
+    result, _, _ = trained
+    assert len(result.skipped_samples) == 1
+    assert result.config["data"]["skipped_items"] == 1
+
+
+def test_checkpoint_is_complete_with_its_resolved_config(trained):
+    result, out, _ = trained
+    # No temporary files left behind by the atomic writes.
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["architecture"] == "tf_efficientnet_lite0"
+    assert config["class_names"] == list(SHAPES)
+    assert config["preprocess"]["input_size"] == 32
+    assert config["preprocess"]["mean"] == [0.5, 0.5, 0.5]
+    assert config["temperature"] == pytest.approx(result.temperature)
+    assert config["trainable_blocks"] in (1, 2)
+    assert [t["trainable_blocks"] for t in config["trials"]] == [2, 1]
+    assert config["thresholds"]["per_class"] == result.thresholds
+    assert "accuracy" in config["metrics"]
+
+
+def test_checkpoint_reloads_to_the_same_predictions(trained, shape_samples):
+    result, out, _ = trained
+    images = [s for s, _ in shape_samples[:9]]
+    reloaded = Predictor.load(out)
+    in_memory = Predictor(
+        result.model, reloaded.preprocess, list(SHAPES), temperature=result.temperature
+    )
+    np.testing.assert_allclose(
+        reloaded.predict(images).probs, in_memory.predict(images).probs, atol=1e-6
+    )
+
+
+def test_progress_is_reported_up_to_100_percent(trained):
+    _, _, calls = trained
+    trial, n_trials, epoch, n_epochs, percent, eta, message = calls[-1]
+    assert (trial, n_trials) == (2, 2)
+    assert percent == pytest.approx(100.0) and eta == 0.0
+    assert message.startswith("saved ")
+    assert (2, 2, 2, 2) in [c[:4] for c in calls]  # trial 2 of 2, epoch 2 of 2
+    assert all(0 <= c[4] <= 100 for c in calls)
+
+
+def test_tampered_weights_are_detected(trained, tmp_path):
+    _, out, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    (copy / "model.pt").write_bytes(b"half written")
+    with pytest.raises(CheckpointError):
+        load_checkpoint(copy)
+
+
+@pytest.mark.slow
+def test_training_is_deterministic_with_a_seed(shape_samples, tmp_path):
+    a = train(_tiny_config(shape_samples, tmp_path / "a"))
+    b = train(_tiny_config(shape_samples, tmp_path / "b"))
+    assert a.metrics["val_nll"] == pytest.approx(b.metrics["val_nll"], rel=1e-6)
+
+
+def test_labels_must_be_class_indices(shape_samples, tmp_path):
+    with pytest.raises(TrainingError):
+        train(_tiny_config([(s, 5) for s, _ in shape_samples], tmp_path / "m"))
+
+
+def test_stratified_split_keeps_every_class_on_both_sides():
+    labels = np.repeat([0, 1, 2], [50, 10, 2])
+    train_idx, val_idx = stratified_split(labels, 0.2, seed=0)
+    assert set(labels[train_idx]) == {0, 1, 2} and set(labels[val_idx]) == {0, 1, 2}
+    assert len(np.intersect1d(train_idx, val_idx)) == 0
+    assert len(train_idx) + len(val_idx) == len(labels)
