@@ -230,6 +230,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Ingest images, label them, read decisions.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its docs page describe endpoints only (no project data), so they are public:
+    # client generators and API fuzzers can read them without a login.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     # Swagger UI's files come from the sidecar package: the docs page works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
