@@ -221,13 +221,12 @@ def _apply_answer(item: Item, annotation: Annotation, is_gold: bool, *, sign: in
             k=k,
         )
         return
-    skill_count_answer(project=project, annotator_id=annotation.annotator_id, delta=sign)
     if (
         item.status in (ItemStatus.LABELED, ItemStatus.AUTO_LABELED)
         and item.final_source != ItemSource.CONSENSUS
     ):
-        return  # decided by an expert or import; the late answer is kept but decides nothing
-    if item.status == ItemStatus.LABELED and sign > 0:
+        pass  # decided by an expert or import; the late answer is kept but decides nothing
+    elif item.status == ItemStatus.LABELED and sign > 0:
         # Closed by others while this lease was open: the answer is evidence about its giver.
         posterior = np.asarray(item.posterior, dtype=float)
         skills_add_evidence(
@@ -239,8 +238,11 @@ def _apply_answer(item: Item, annotation: Annotation, is_gold: bool, *, sign: in
             },
             k=k,
         )
-        return
-    item_consensus_update(item)
+    else:
+        item_consensus_update(item)
+    # Counted last: evidence updates lock the project's skill rows in primary-key order, and a
+    # transaction that already held its own row from an earlier count deadlocked with them.
+    skill_count_answer(project=project, annotator_id=annotation.annotator_id, delta=sign)
 
 
 def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:

@@ -62,6 +62,23 @@ class Upload:
     metadata: Mapping[str, object] | None = None
 
 
+def _storable(text: str) -> bool:
+    """PostgreSQL text and jsonb hold neither NUL characters nor lone surrogates (what Python
+    makes of a file name that is not valid UTF-8)."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _storable_name(name: str) -> str:
+    """A file name as it can be stored: NULs dropped, broken Unicode replaced."""
+    return name.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
+
+
 def metadata_clean(metadata: Mapping[str, object] | None) -> dict:
     """Metadata must be a flat JSON object of reasonable size (review id, review type, …)."""
     if metadata is None:
@@ -74,6 +91,10 @@ def metadata_clean(metadata: Mapping[str, object] | None) -> dict:
             raise ImageRejected("metadata keys must be non-empty strings")
         if value is not None and not isinstance(value, str | int | float | bool):
             raise ImageRejected(f"metadata value for {key!r} must be a string, number or boolean")
+        if not _storable(key) or (isinstance(value, str) and not _storable(value)):
+            raise ImageRejected(
+                f"metadata for {key!r} must be plain text (no NUL characters or broken Unicode)"
+            )
         clean[key] = value
     if len(json.dumps(clean)) > MAX_METADATA_BYTES:
         raise ImageRejected(f"metadata is larger than {MAX_METADATA_BYTES} bytes")
@@ -91,7 +112,7 @@ def _read(content: bytes | BinaryIO) -> bytes:
 def _ingest_one(
     project: Project, upload: Upload, uploader: AbstractBaseUser | None
 ) -> IngestResult:
-    name = (upload.name or "unnamed")[:255]
+    name = _storable_name(upload.name or "unnamed")[:255]
     try:
         metadata = metadata_clean(upload.metadata)
         data = _read(upload.content)

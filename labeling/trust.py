@@ -92,6 +92,15 @@ def skills_add_evidence(
     if not touched:
         return
     with transaction.atomic():
+        # Lock every skill row of the project in one order (primary key) before changing any:
+        # the recompute below needs them all, and concurrent closes locking their own inspectors'
+        # rows first deadlocked under load (bench/load.py).
+        list(
+            AnnotatorSkill.objects.select_for_update()
+            .filter(project=project)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
         for annotator_id in sorted(touched):
             skill, _ = AnnotatorSkill.objects.select_for_update().get_or_create(
                 project=project, annotator_id=annotator_id
