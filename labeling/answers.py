@@ -36,7 +36,6 @@ from labeling.trust import (
     class_prior,
     confusions_for,
     current_answers,
-    skill_count_answer,
     skills_add_evidence,
 )
 
@@ -91,7 +90,12 @@ def item_finalize(*, item: Item, label: Label, source: str, confidence: float | 
         audit_record(item=item)
 
 
-def item_consensus_update(item: Item) -> str:
+def item_consensus_update(
+    item: Item,
+    *,
+    answers_delta: dict[int, int] | None = None,
+    extra_evidence: dict[int, np.ndarray] | None = None,
+) -> str:
     """Recompute the item's posterior from its current answers and apply the stopping rule.
     Returns ``labeled``, ``disputed`` or ``open``. Caller holds the item's row lock."""
     project = item.project
@@ -115,6 +119,7 @@ def item_consensus_update(item: Item) -> str:
     item.posterior = posterior.round(6).tolist()
     item.posterior_max = float(posterior.max())
     item.answer_count = len(answers)
+    evidence = dict(extra_evidence or {})
     if decision == "labeled":
         best = int(posterior.argmax())
         item_finalize(
@@ -124,17 +129,15 @@ def item_consensus_update(item: Item) -> str:
             confidence=float(posterior[best]),
         )
         # Closing an item is when its answers become evidence about the people who gave them.
-        skills_add_evidence(
-            project=project,
-            evidence={
-                a.annotator_id: consensus.answer_evidence(posterior, column[a.label_id])
-                for a in answers
-            },
-            k=k,
-        )
+        for a in answers:
+            evidence[a.annotator_id] = evidence.get(
+                a.annotator_id, np.zeros((k, k))
+            ) + consensus.answer_evidence(posterior, column[a.label_id])
     else:
         item.status = ItemStatus.DISPUTED if decision == "disputed" else ItemStatus.IN_REVIEW
         item.save()
+    # One pass over the touched inspectors' trust rows (locked in id order: no deadlocks).
+    skills_add_evidence(project=project, evidence=evidence, answers=answers_delta, k=k)
     return decision
 
 
@@ -221,28 +224,22 @@ def _apply_answer(item: Item, annotation: Annotation, is_gold: bool, *, sign: in
             k=k,
         )
         return
+    counted = {annotation.annotator_id: sign}
     if (
         item.status in (ItemStatus.LABELED, ItemStatus.AUTO_LABELED)
         and item.final_source != ItemSource.CONSENSUS
     ):
-        pass  # decided by an expert or import; the late answer is kept but decides nothing
+        # Decided by an expert or import: the late answer is kept but decides nothing.
+        skills_add_evidence(project=project, evidence={}, answers=counted, k=k)
     elif item.status == ItemStatus.LABELED and sign > 0:
         # Closed by others while this lease was open: the answer is evidence about its giver.
         posterior = np.asarray(item.posterior, dtype=float)
+        evidence = consensus.answer_evidence(posterior, column[annotation.label_id])
         skills_add_evidence(
-            project=project,
-            evidence={
-                annotation.annotator_id: consensus.answer_evidence(
-                    posterior, column[annotation.label_id]
-                )
-            },
-            k=k,
+            project=project, evidence={annotation.annotator_id: evidence}, answers=counted, k=k
         )
     else:
-        item_consensus_update(item)
-    # Counted last: evidence updates lock the project's skill rows in primary-key order, and a
-    # transaction that already held its own row from an earlier count deadlocked with them.
-    skill_count_answer(project=project, annotator_id=annotation.annotator_id, delta=sign)
+        item_consensus_update(item, answers_delta=counted)
 
 
 def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
@@ -274,6 +271,7 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
         labels = _labels(project)
         k = len(labels)
         column = {label.pk: i for i, label in enumerate(labels)}
+        taken_back: dict[int, np.ndarray] = {}
         if (
             not is_gold
             and item.status == ItemStatus.LABELED
@@ -281,14 +279,10 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
         ):
             # Take back the evidence its closing gave every answer, then reopen it.
             posterior = np.asarray(item.posterior, dtype=float)
-            skills_add_evidence(
-                project=project,
-                evidence={
-                    a.annotator_id: -consensus.answer_evidence(posterior, column[a.label_id])
-                    for a in current_answers(item)
-                },
-                k=k,
-            )
+            taken_back = {
+                a.annotator_id: -consensus.answer_evidence(posterior, column[a.label_id])
+                for a in current_answers(item)
+            }
             item.final_label, item.final_source, item.final_confidence, item.finished_at = (
                 None,
                 "",
@@ -303,10 +297,10 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
         )
         if is_gold:
             _apply_answer(item, last, True, sign=-1)
+        elif item.status in (ItemStatus.IN_REVIEW, ItemStatus.DISPUTED, ItemStatus.QUEUED):
+            item_consensus_update(item, answers_delta={user.pk: -1}, extra_evidence=taken_back)
         else:
-            skill_count_answer(project=project, annotator_id=user.pk, delta=-1)
-            if item.status in (ItemStatus.IN_REVIEW, ItemStatus.DISPUTED, ItemStatus.QUEUED):
-                item_consensus_update(item)
+            skills_add_evidence(project=project, evidence=taken_back, answers={user.pk: -1}, k=k)
         lease = Assignment.objects.create(
             project=project,
             item=item,

@@ -83,9 +83,19 @@ def annotator_priors(
     :func:`pooled_prior`.
     """
     counts = np.asarray(counts, dtype=float)
-    k = counts.shape[-1]
     alpha = pooled_prior(counts, strength=strength, base_accuracy=base_accuracy)
-    pool = alpha / strength
+    return priors_given_pool(counts, alpha / strength, strength=strength)
+
+
+def priors_given_pool(counts: np.ndarray, pool: np.ndarray, *, strength: float) -> np.ndarray:
+    """:func:`annotator_priors` with the pool (row-stochastic K×K) already known, so one
+    inspector's prior can be refreshed without every other inspector's counts (the services
+    keep the pool from the last refit)."""
+    counts = np.asarray(counts, dtype=float)
+    if counts.ndim == 2:
+        counts = counts[None]
+    k = counts.shape[-1]
+    pool = np.asarray(pool, dtype=float)
     pool_diag = np.clip(np.diagonal(pool), 1e-6, 1 - 1e-6)
     # shrunk one-coin accuracy per annotator, weighting classes by how often they were seen
     row_totals = counts.sum(axis=2)  # A×K

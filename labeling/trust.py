@@ -10,8 +10,6 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 from django.db import transaction
-from django.db.models import F
-from django.db.models.functions import Greatest
 
 from labeling import consensus
 from labeling.models import Annotation, AnnotatorSkill, GoldItem, Item, ItemStatus, Project
@@ -49,27 +47,6 @@ def confusions_for(project: Project, annotator_ids: Iterable[int], k: int) -> di
     return {annotator: found.get(annotator, default) for annotator in ids}
 
 
-def _skills_recompute(project: Project, k: int, touched: set[int]) -> None:
-    """Recompute confusions (and the newcomer pool) after evidence changed for ``touched``."""
-    skills = list(AnnotatorSkill.objects.select_for_update().filter(project=project).order_by("pk"))
-    if not skills:
-        return
-    counts = np.stack([_counts(skill, k) for skill in skills])
-    confusions = consensus.skill_confusions(counts)
-    prior = class_prior(project, k)
-    accuracy = consensus.annotator_accuracy(confusions, prior)
-    for skill, confusion, acc in zip(skills, confusions, accuracy, strict=True):
-        if skill.annotator_id in touched:
-            skill.confusion = confusion.round(6).tolist()
-            skill.estimated_accuracy = float(acc)
-            skill.save(update_fields=["confusion", "estimated_accuracy", "updated_at"])
-    pool = consensus.confusion_matrix(np.zeros((k, k)), consensus.pooled_prior(counts))
-    state = dict(project.consensus_state)
-    state["newcomer_confusion"] = pool.round(6).tolist()
-    Project.objects.filter(pk=project.pk).update(consensus_state=state)
-    project.consensus_state = state
-
-
 def _counts(skill: AnnotatorSkill, k: int) -> np.ndarray:
     if skill.counts and len(skill.counts) == k:
         return np.asarray(skill.counts, dtype=float)
@@ -85,47 +62,39 @@ def skills_add_evidence(
     k: int,
 ) -> None:
     """Add evidence (K×K per inspector, may be negative to take an undone answer back), gold
-    results ({inspector: (answers, correct)}) and answer counts, then refresh confusions."""
+    results ({inspector: (answers, correct)}) and answer counts, and refresh those inspectors'
+    confusions against the project's pool.
+
+    Only the touched inspectors' rows are locked, always in inspector-id order, so concurrent
+    answers never deadlock and an answer does not wait for unrelated ones. The pool (and the
+    newcomer confusion it gives) moves slowly and is refreshed by the periodic EM refit."""
     gold_results = gold_results or {}
     answers = answers or {}
-    touched = set(evidence) | set(gold_results) | set(answers)
+    touched = sorted(set(evidence) | set(gold_results) | set(answers))
     if not touched:
         return
+    pool = newcomer_confusion(project, k)
+    prior = class_prior(project, k)
     with transaction.atomic():
-        # Lock every skill row of the project in one order (primary key) before changing any:
-        # the recompute below needs them all, and concurrent closes locking their own inspectors'
-        # rows first deadlocked under load (bench/load.py).
-        list(
-            AnnotatorSkill.objects.select_for_update()
-            .filter(project=project)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
-        for annotator_id in sorted(touched):
+        for annotator_id in touched:
             skill, _ = AnnotatorSkill.objects.select_for_update().get_or_create(
                 project=project, annotator_id=annotator_id
             )
             counts = _counts(skill, k)
             if annotator_id in evidence:
                 counts = np.maximum(counts + evidence[annotator_id], 0.0)
+                alpha = consensus.priors_given_pool(
+                    counts, pool, strength=consensus.DEFAULT_PRIOR_STRENGTH
+                )[0]
+                confusion = consensus.confusion_matrix(counts, alpha)
+                skill.confusion = confusion.round(6).tolist()
+                skill.estimated_accuracy = float(consensus.annotator_accuracy(confusion, prior))
             skill.counts = counts.round(6).tolist()
             gold_n, gold_ok = gold_results.get(annotator_id, (0, 0))
             skill.gold_answers = max(0, skill.gold_answers + gold_n)
             skill.gold_correct = min(skill.gold_answers, max(0, skill.gold_correct + gold_ok))
             skill.answers = max(0, skill.answers + answers.get(annotator_id, 0))
             skill.save()
-        _skills_recompute(project, k, touched)
-
-
-def skill_count_answer(*, project: Project, annotator_id: int, delta: int) -> None:
-    """Count an answer (or an undone one) without touching the evidence."""
-    updated = AnnotatorSkill.objects.filter(project=project, annotator_id=annotator_id).update(
-        answers=Greatest(F("answers") + delta, 0)
-    )
-    if not updated and delta > 0:
-        AnnotatorSkill.objects.get_or_create(
-            project=project, annotator_id=annotator_id, defaults={"answers": delta}
-        )
 
 
 def current_answers(item: Item) -> list[Annotation]:

@@ -62,7 +62,16 @@ class Item(TimeStamped):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["project", "status", "created_at"])]
+        indexes = [
+            models.Index(fields=["project", "status", "created_at"]),
+            # The queue's order (closest to a decision first, then oldest), only over items
+            # waiting for humans: the lease query reads it instead of sorting the queue.
+            models.Index(
+                fields=["project", "-answer_count", "-posterior_max", "created_at", "id"],
+                condition=models.Q(status__in=["queued", "in_review"]),
+                name="item_queue_order",
+            ),
+        ]
         constraints = [
             models.UniqueConstraint(fields=["project", "sha256"], name="item_unique_sha256"),
             models.UniqueConstraint(fields=["project", "id"], name="item_unique_project_id"),
