@@ -37,9 +37,10 @@ from torch import nn
 
 from ml import backbone, calibration, thresholds
 from ml.checkpoint import save_checkpoint
+from ml.evaluation import evaluation_metrics
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
-from ml.metrics import classification_report
-from ml.preprocess import ImageSource, PreprocessConfig, normalize, to_uint8_array
+from ml.feature_cache import build_cache, derive, extra_blocks
+from ml.preprocess import ImageSource, normalize
 
 # (trial, n_trials, epoch, n_epochs, percent 0..100, eta seconds or None, message)
 ProgressCallback = Callable[[int, int, int, int, float, float | None, str], None]
@@ -123,112 +124,6 @@ def stratified_split(
         val_idx.append(idx[:n_val])
         train_idx.append(idx[n_val:])
     return np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(val_idx))
-
-
-@dataclass
-class _FeatureCache:
-    train: torch.Tensor  # N×C×H×W float16 (2N with flips: originals then mirrors)
-    train_labels: torch.Tensor
-    val: torch.Tensor  # M×C×H×W float32
-    val_labels: torch.Tensor
-    flipped: bool
-
-    @property
-    def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.train, self.val))
-
-
-def _decode_all(
-    sources: Sequence[ImageSource], pre: PreprocessConfig, skipped: dict[int, str], offset: int
-):
-    """Yield ``(position, uint8 array)`` for each decodable source; record failures."""
-    for i, src in enumerate(sources):
-        try:
-            yield i, to_uint8_array(src, pre)
-        except Exception as exc:  # one bad image must not fail the training run
-            skipped[offset + i] = f"{type(exc).__name__}: {exc}"
-
-
-def _build_cache(
-    trunk: nn.Module,
-    feature_shape: tuple[int, ...],
-    train_sources: Sequence[ImageSource],
-    train_labels: np.ndarray,
-    val_sources: Sequence[ImageSource],
-    val_labels: np.ndarray,
-    pre: PreprocessConfig,
-    flip: bool,
-    skipped: dict[int, str],
-    report: Callable[[int, int], None],
-    chunk: int = 256,
-) -> _FeatureCache:
-    total = len(train_sources) + len(val_sources)
-    done = 0
-
-    def encode(sources, labels, dtype, with_flip, offset):
-        nonlocal done
-        n = len(sources)
-        copies = 2 if with_flip else 1
-        out = torch.empty((n * copies, *feature_shape), dtype=dtype)
-        kept: list[int] = []
-        buffer: list[np.ndarray] = []
-
-        def flush():
-            if not buffer:
-                return
-            batch = np.stack(buffer)
-            start = len(kept) - len(buffer)
-            feats = _run(trunk, batch, pre)
-            out[start : start + len(buffer)] = feats.to(dtype)
-            if with_flip:
-                mirrored = _run(trunk, np.ascontiguousarray(batch[..., ::-1]), pre)
-                out[n + start : n + start + len(buffer)] = mirrored.to(dtype)
-            buffer.clear()
-
-        for i, array in _decode_all(sources, pre, skipped, offset):
-            kept.append(i)
-            buffer.append(array)
-            if len(buffer) == chunk:
-                flush()
-                done_now = done + kept[-1] + 1
-                report(done_now, total)
-        flush()
-        done += n
-        report(done, total)
-        m = len(kept)
-        if with_flip:
-            features = torch.cat([out[:m], out[n : n + m]])
-            kept_labels = np.concatenate([labels[kept], labels[kept]])
-        else:
-            features = out[:m]
-            kept_labels = labels[kept]
-        return features, torch.as_tensor(kept_labels, dtype=torch.int64)
-
-    train_feats, train_y = encode(train_sources, train_labels, torch.float16, flip, 0)
-    val_feats, val_y = encode(val_sources, val_labels, torch.float32, False, len(train_sources))
-    return _FeatureCache(train_feats, train_y, val_feats, val_y, flip)
-
-
-@torch.inference_mode()
-def _run(module: nn.Module, batch_uint8: np.ndarray, pre: PreprocessConfig) -> torch.Tensor:
-    x = normalize(batch_uint8, pre).contiguous(memory_format=torch.channels_last)
-    return module(x).contiguous()
-
-
-@torch.inference_mode()
-def _derive(blocks: nn.Module, features: torch.Tensor, dtype: torch.dtype, chunk: int = 512):
-    """Run extra frozen blocks over a cache, chunk by chunk."""
-    parts = []
-    for start in range(0, len(features), chunk):
-        x = features[start : start + chunk].float().contiguous(memory_format=torch.channels_last)
-        parts.append(blocks(x).contiguous().to(dtype))
-    return torch.cat(parts) if parts else features.new_empty((0,))
-
-
-def _extra_blocks(model: nn.Module, deepest: int, depth: int) -> nn.Module:
-    """The frozen blocks between the first cache's cut and the cut for ``depth``."""
-    blocks = backbone.flat_blocks(model)
-    return nn.Sequential(*blocks[len(blocks) - deepest : len(blocks) - depth]).eval()
 
 
 # --- one trial --------------------------------------------------------------------------------
@@ -351,7 +246,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         progress(0, 0, 0, 100 * 0.3 * done / total, eta, f"caching features {done}/{total}")
 
     t0 = time.perf_counter()
-    cache = _build_cache(
+    cache = build_cache(
         trunk,
         feature_shape,
         [s for s, _ in train_samples],
@@ -391,12 +286,12 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         # Reset first: the extra frozen blocks below may have been trained by a deeper trial.
         model.load_state_dict(initial_state)
         if depth not in caches:
-            extra = _extra_blocks(model, deepest, depth)
+            extra = extra_blocks(model, deepest, depth)
             caches = {
                 deepest: caches[deepest],
                 depth: (
-                    _derive(extra, cache.train, torch.float16),
-                    _derive(extra, cache.val, torch.float32),
+                    derive(extra, cache.train, torch.float16),
+                    derive(extra, cache.val, torch.float32),
                 ),
             }
         train_x, val_x = caches[depth]
@@ -435,7 +330,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     if depth in caches:
         val_x = caches[depth][1]
     else:  # only the first and the latest depth's caches are kept; rebuild the small val part
-        val_x = _derive(_extra_blocks(model, deepest, depth), cache.val, torch.float32)
+        val_x = derive(extra_blocks(model, deepest, depth), cache.val, torch.float32)
     logits = _logits(top, val_x).numpy().astype(np.float64)
     for p in model.parameters():
         p.requires_grad_(False)
@@ -596,6 +491,17 @@ def _run_trial(
             optimizer.step()
             running += loss.detach().item()
             step += 1
+            if epoch == 1 and b + 1 == min(20, batches_per_epoch // 10 + 1):
+                # Early estimate of the epoch cost. If fewer epochs fit in the budget than
+                # planned, compress the cosine schedule now, so the learning rate still decays
+                # to zero by the last epoch that fits instead of stopping at a high rate.
+                per_epoch = (time.perf_counter() - epoch_t0) / (b + 1) * batches_per_epoch
+                remaining = config.time_budget_s - (time.perf_counter() - started)
+                fit = max(1, int(remaining // per_epoch))
+                if fit < planned_epochs:
+                    planned_epochs = fit
+                    total_steps = fit * batches_per_epoch
+                    record["epochs_compressed_to"] = planned_epochs
         model.eval()
         logits = _logits(top, val_x).numpy().astype(np.float64)
         val_nll, temperature, val_acc = _val_score(logits, val_y)
@@ -635,87 +541,17 @@ def _run_trial(
         if stale >= config.patience:
             record["status"] = f"early stop after epoch {epoch}"
             break
+        if planned_epochs < n_epochs and epoch >= planned_epochs:
+            record["status"] = f"time budget: schedule compressed to {planned_epochs} epochs"
+            break
         fit = int(remaining_budget // max(record["seconds_per_epoch"], 1e-9))
         if fit < 1:
             record["status"] = f"time budget reached after epoch {epoch}"
             break
-        if epoch < planned_epochs and epoch + fit < planned_epochs:
-            # Fewer epochs fit than planned: compress the cosine schedule so the learning rate
-            # still decays to zero by the last epoch that fits, instead of stopping at a high LR.
+        if epoch + fit < planned_epochs:
             planned_epochs = epoch + fit
             total_steps = step + fit * batches_per_epoch
             record["epochs_compressed_to"] = planned_epochs
-        if epoch >= planned_epochs:
-            record["status"] = f"time budget: schedule compressed to {planned_epochs} epochs"
-            break
     else:
         record["status"] = "completed"
     return record, best_state
-
-
-# --- evaluation shared with the benchmarks ----------------------------------------------------
-
-
-def evaluation_metrics(
-    probs: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    *,
-    target: float = thresholds.DEFAULT_TARGET_PRECISION,
-    delta: float = thresholds.DEFAULT_DELTA,
-    min_support: int = thresholds.DEFAULT_MIN_SUPPORT,
-    chosen: Sequence[float | None] | None = None,
-) -> dict:
-    """Accuracy, macro F1, per-class precision/recall, ECE and coverage at ``target``.
-
-    Without ``chosen`` thresholds they are selected on these very items (Learn-then-Test) and
-    returned under ``"thresholds"``; that is what training reports for its validation split.
-    Pass ``chosen`` to evaluate thresholds picked elsewhere (e.g. on a test set).
-    """
-    labels = np.asarray(labels, dtype=np.int64)
-    report = classification_report(labels, probs.argmax(1), list(class_names))
-    selected = None
-    if chosen is None:
-        selected = thresholds.select_thresholds(
-            probs,
-            None,
-            labels,
-            len(class_names),
-            target=target,
-            delta=delta,
-            min_support=min_support,
-        )
-        chosen = thresholds.threshold_values(selected)
-    result = thresholds.evaluate_thresholds(probs, labels, chosen)
-    overall_curve, _ = thresholds.risk_coverage_curve(probs, labels)
-    metrics = {
-        "accuracy": report["accuracy"],
-        "macro_f1": report["macro_f1"],
-        "per_class": report["per_class"],
-        "confusion_matrix": report["confusion_matrix"],
-        "ece": calibration.expected_calibration_error(probs, labels),
-        "target_precision": target,
-        "coverage_at_target": result.coverage,
-        "precision_of_auto_labels": None if math.isnan(result.precision) else result.precision,
-        "auto_labels_per_class": [
-            {**row, "precision": None if math.isnan(row["precision"]) else row["precision"]}
-            for row in result.per_class
-        ],
-        "oracle_coverage_at_target": thresholds.coverage_at_precision(overall_curve, target),
-        "items": int(len(labels)),
-    }
-    if selected is not None:
-        metrics["threshold_details"] = [
-            {
-                "class": class_names[c],
-                "threshold": t.threshold,
-                "support": t.support,
-                "accepted": t.accepted,
-                "errors": t.errors,
-                "upper_bound": t.upper_bound,
-                "reason": t.reason,
-            }
-            for c, t in enumerate(selected)
-        ]
-    metrics["thresholds"] = list(chosen)
-    return metrics

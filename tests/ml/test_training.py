@@ -118,6 +118,22 @@ def test_training_is_deterministic_with_a_seed(shape_samples, tmp_path):
     assert a.metrics["val_nll"] == pytest.approx(b.metrics["val_nll"], rel=1e-6)
 
 
+def test_a_tight_time_budget_shortens_the_schedule_and_skips_later_trials(shape_samples, tmp_path):
+    result = train(
+        _tiny_config(
+            shape_samples,
+            tmp_path / "m",
+            epochs=(3,),
+            learning_rates=(1e-3, 2e-3),
+            time_budget_s=0.001,
+        )
+    )
+    first, second = result.trials
+    assert first["epochs_run"] == 1 and first["epochs_compressed_to"] == 1
+    assert second["status"] == "skipped: time budget"
+    assert (tmp_path / "m" / "model.pt").exists()  # still a usable checkpoint
+
+
 def test_labels_must_be_class_indices(shape_samples, tmp_path):
     with pytest.raises(TrainingError):
         train(_tiny_config([(s, 5) for s, _ in shape_samples], tmp_path / "m"))

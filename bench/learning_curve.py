@@ -1,0 +1,158 @@
+"""Fashion-MNIST learning curve: labels → training time, test accuracy, coverage at 98 %.
+
+For each size, a class-balanced subset of the training split is handed to ``ml.training.train``
+(which carves its own 15 % validation split from it); thresholds come from that validation split
+only, and the 10,000 test images measure what a user would see.
+
+    nice -n 10 python bench/learning_curve.py --sizes 1000,2000,5000,10000
+    nice -n 10 python bench/learning_curve.py --sizes 60000 --budget 2400 --out \
+        bench/results/learning_curve_60k.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ml import thresholds  # noqa: E402
+from ml.calibration import expected_calibration_error, softmax  # noqa: E402
+from ml.environment import machine_info  # noqa: E402
+from ml.fashion_mnist import CLASS_NAMES, load_split, stratified_subset  # noqa: E402
+from ml.inference import Predictor  # noqa: E402
+from ml.training import TrainConfig, train  # noqa: E402
+
+
+def evaluate_on_test(checkpoint: Path, val_logits, val_labels, temperature, target: float):
+    x_test, y_test = load_split("test")
+    predictor = Predictor.load(checkpoint, num_threads=2)
+    t0 = time.perf_counter()
+    probs = predictor.predict(list(x_test), batch_size=256).probs
+    predict_s = time.perf_counter() - t0
+    ltt = predictor.thresholds
+    val_probs = softmax(val_logits, temperature)
+    naive = thresholds.naive_thresholds(
+        val_probs, None, val_labels, len(CLASS_NAMES), target=target
+    )
+    ltt_eval = thresholds.evaluate_thresholds(probs, y_test, ltt)
+    naive_eval = thresholds.evaluate_thresholds(probs, y_test, naive)
+    overall, _ = thresholds.risk_coverage_curve(probs, y_test)
+    return {
+        "test_items": int(len(y_test)),
+        "test_accuracy": float((probs.argmax(1) == y_test).mean()),
+        "test_ece": expected_calibration_error(probs, y_test),
+        "test_coverage_ltt": ltt_eval.coverage,
+        "test_precision_ltt": _num(ltt_eval.precision),
+        "test_coverage_naive": naive_eval.coverage,
+        "test_precision_naive": _num(naive_eval.precision),
+        "test_oracle_coverage_at_target": thresholds.coverage_at_precision(overall, target),
+        "thresholds_ltt": ltt,
+        "thresholds_naive": naive,
+        "test_predict_seconds": predict_s,
+        "test_images_per_second": len(y_test) / predict_s,
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,2000,5000,10000,60000")
+    parser.add_argument("--budget", type=float, default=600.0, help="seconds per training run")
+    parser.add_argument("--input-size", type=int, default=96)
+    parser.add_argument("--trainable-blocks", default="5")
+    parser.add_argument("--epochs", default="6")
+    parser.add_argument("--lrs", default="2e-3,4e-3")
+    parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--checkpoints", default="/tmp/ml-bench", help="where models are saved")
+    parser.add_argument("--out", default="bench/results/learning_curve.json")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+
+    x_train, y_train = load_split("train")
+    runs = []
+    load_at_start = machine_info()["load_average_1_5_15"]
+    for size in [int(s) for s in args.sizes.split(",")]:
+        idx = stratified_subset(y_train, size, seed=args.seed)
+        out_dir = Path(args.checkpoints) / f"fashion_{size}"
+        print(f"== {size} labels → {out_dir}", flush=True)
+
+        def progress(trial, n_trials, epoch, n_epochs, percent, eta, message):
+            if epoch:
+                print(f"  [{percent:5.1f}%] {message}", flush=True)
+
+        result = train(
+            TrainConfig(
+                samples=[(x_train[i], int(y_train[i])) for i in idx],
+                class_names=CLASS_NAMES,
+                output_dir=out_dir,
+                input_size=args.input_size,
+                trainable_blocks=tuple(int(v) for v in args.trainable_blocks.split(",")),
+                epochs=tuple(int(v) for v in args.epochs.split(",")),
+                learning_rates=tuple(float(v) for v in args.lrs.split(",")),
+                time_budget_s=args.budget,
+                target_precision=args.target,
+                seed=args.seed,
+                progress=progress,
+            )
+        )
+        run = {
+            "labels": size,
+            "checkpoint": str(out_dir),
+            "train_seconds": result.timings["total_s"],
+            "timings": result.timings,
+            "trials": [{k: v for k, v in t.items() if k != "history"} for t in result.trials],
+            "chosen": {
+                "trainable_blocks": result.config["trainable_blocks"],
+                **result.config["hyperparameters"],
+            },
+            "temperature": result.temperature,
+            "val_accuracy": result.metrics["accuracy"],
+            "val_macro_f1": result.metrics["macro_f1"],
+            "val_ece": result.metrics["ece"],
+            "val_coverage_ltt": result.metrics["coverage_at_target"],
+            **evaluate_on_test(
+                out_dir, result.val_logits, result.val_labels, result.temperature, args.target
+            ),
+        }
+        runs.append(run)
+        print(
+            f"  {size} labels: train {run['train_seconds']:.0f} s, test acc "
+            f"{run['test_accuracy']:.4f}, coverage@{args.target} (LTT, val thresholds) "
+            f"{run['test_coverage_ltt']:.3f} at precision {run['test_precision_ltt']}; "
+            f"naive {run['test_coverage_naive']:.3f} at {run['test_precision_naive']}; "
+            f"oracle {run['test_oracle_coverage_at_target']:.3f}",
+            flush=True,
+        )
+        report = {
+            "benchmark": "learning_curve",
+            "command": "python " + shlex.join(sys.argv if argv is None else [__file__, *argv]),
+            "machine": machine_info(),
+            "load_average_at_start": load_at_start,
+            "target_precision": args.target,
+            "runs": runs,
+        }
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2, default=_plain))
+    return report
+
+
+def _num(value: float) -> float | None:
+    return None if value != value else float(value)  # NaN (nothing accepted) → null
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(type(value).__name__)
+
+
+if __name__ == "__main__":
+    main()
