@@ -86,8 +86,6 @@ def derived_thresholds(
     model_version: ModelVersion, target: float, confidence: float
 ) -> dict[str, float | None]:
     """Per class name: the guaranteed threshold for ``target`` precision at ``confidence``."""
-    from ml import thresholds
-
     stored = model_version.thresholds or {}
     if (
         stored.get("target") == target
@@ -95,10 +93,23 @@ def derived_thresholds(
         and "per_class" in stored
     ):
         return stored["per_class"]
-    heldout = heldout_load(model_version)
     names = model_version.metrics.get("class_names") or []
-    if heldout is None or not names:
+    details = heldout_thresholds(model_version, target, confidence, names)
+    if details is None:
         return {}
+    return {name: detail.threshold for name, detail in details.items()}
+
+
+def heldout_thresholds(
+    model_version: ModelVersion, target: float, confidence: float, names: list[str]
+) -> dict | None:
+    """Learn-then-Test outcome per class name (``ml.thresholds.ClassThreshold``: threshold,
+    support, reason) on the model's held-out labels; None without a held-out set."""
+    from ml import thresholds
+
+    heldout = heldout_load(model_version)
+    if heldout is None or not names or heldout["probs"].shape[1] != len(names):
+        return None
     chosen = thresholds.select_thresholds(
         heldout["probs"],
         None,
@@ -108,7 +119,7 @@ def derived_thresholds(
         delta=1 - confidence,
         min_support=settings.THRESHOLD_MIN_SUPPORT,
     )
-    return dict(zip(names, thresholds.threshold_values(chosen), strict=True))
+    return dict(zip(names, chosen, strict=True))
 
 
 def _image_bytes(item: Item) -> bytes:

@@ -20,7 +20,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 
@@ -138,22 +137,9 @@ def _active_model(project: Project) -> ModelVersion | None:
 def _derived_details(model: ModelVersion, target: float, confidence: float, names: list[str]):
     """Learn-then-Test outcome per class name (threshold, support, reason), or None without a
     held-out set."""
-    from ml import thresholds
-    from ml.services.predict import heldout_load
+    from ml.services.predict import heldout_thresholds
 
-    heldout = heldout_load(model)
-    if heldout is None or heldout["probs"].shape[1] != len(names):
-        return None
-    chosen = thresholds.select_thresholds(
-        heldout["probs"],
-        None,
-        heldout["labels"],
-        len(names),
-        target=target,
-        delta=1 - confidence,
-        min_support=settings.THRESHOLD_MIN_SUPPORT,
-    )
-    return dict(zip(names, chosen, strict=True))
+    return heldout_thresholds(model, target, confidence, names)
 
 
 def effective_thresholds(
