@@ -99,6 +99,19 @@ def manifest_export(
     )
 
 
+def storage_name(ref: str) -> str:
+    """The storage name a source-ref of this service's own manifests points at."""
+    return ref.split("://", 1)[1].split("/", 1)[1] if ref.startswith("s3://") else ref
+
+
+def manifest_labels(manifest: Manifest) -> dict[str, int]:
+    """{storage name: class index} of a manifest this service wrote."""
+    return {
+        storage_name(line["source-ref"]): int(line[manifest.label_attribute])
+        for line in manifest_read(manifest)
+    }
+
+
 def manifest_read(manifest: Manifest) -> list[dict]:
     with manifest.file.open("rb") as fh:
         return [json.loads(line) for line in fh.read().decode().splitlines() if line.strip()]

@@ -20,6 +20,7 @@ from labeling.models import Item, ModelStatus, ModelVersion, Project
 logger = logging.getLogger(__name__)
 
 COVERAGE_TIE = 0.005
+MIN_FAIR_ITEMS = 50
 
 
 def heldout_score(
@@ -62,15 +63,31 @@ def promotion_gate(*, model: ModelVersion) -> bool:
         _keep_ready(model, "No held-out predictions were saved; promote by hand after checking.")
         return False
     target, confidence = project.target_precision, project.threshold_confidence
-    candidate = heldout_score(
-        heldout["probs"], heldout["labels"], target=target, confidence=confidence
-    )
-    gate = {"candidate": candidate, "target": target, "confidence": confidence}
+    gate = {"target": target, "confidence": confidence}
     if active is None or active.status != ModelStatus.ACTIVE:
+        gate["candidate"] = heldout_score(
+            heldout["probs"], heldout["labels"], target=target, confidence=confidence
+        )
         gate["decision"] = "promoted: no active model"
         _record_gate(model, gate)
         model_promote(model=model, reason="first model")
         return True
+    # Score both on held-out images neither trained on: the active model has usually seen most
+    # of the candidate's held-out images, and would win on them by memory, not by skill.
+    seen = _trained_item_ids(active)
+    fair = np.array([item_id not in seen for item_id in heldout["item_ids"].tolist()])
+    if fair.sum() >= MIN_FAIR_ITEMS:
+        heldout = {key: value[fair] for key, value in heldout.items()}
+        gate["compared_on"] = f"{int(fair.sum())} held-out images neither model trained on"
+    else:
+        gate["compared_on"] = (
+            f"all {len(fair)} held-out images; only {int(fair.sum())} were unseen by the active "
+            "model, so the comparison favours it"
+        )
+    candidate = heldout_score(
+        heldout["probs"], heldout["labels"], target=target, confidence=confidence
+    )
+    gate["candidate"] = candidate
     items = {i.pk: i for i in Item.objects.filter(pk__in=heldout["item_ids"].tolist())}
     images = []
     for item_id in heldout["item_ids"].tolist():
@@ -109,6 +126,21 @@ def promotion_gate(*, model: ModelVersion) -> bool:
     _record_gate(model, gate)
     _keep_ready(model, reason)
     return False
+
+
+def _trained_item_ids(model: ModelVersion) -> set[int]:
+    """Items ``model`` was trained on: its manifest less its held-out items."""
+    from labeling.manifests import manifest_labels
+
+    if model.manifest is None:
+        return set()
+    names = list(manifest_labels(model.manifest))
+    trained = set(
+        Item.objects.filter(project_id=model.project_id, image__in=names).values_list(
+            "pk", flat=True
+        )
+    )
+    return trained - set(model.validation_items or [])
 
 
 def _record_gate(model: ModelVersion, gate: dict) -> None:

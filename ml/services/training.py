@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from labeling.errors import ServiceError
-from labeling.manifests import manifest_export, manifest_read
+from labeling.manifests import manifest_export, manifest_labels
 from labeling.models import Item, ItemSource, Manifest, ModelStatus, ModelVersion, Project
 
 logger = logging.getLogger(__name__)
@@ -118,14 +118,7 @@ def training_start(
 
 def _samples(manifest: Manifest, project: Project) -> tuple[list[tuple[bytes, int]], list[int]]:
     """(image bytes, class index) per manifest line, with the item ids, read from storage."""
-    lines = manifest_read(manifest)
-    attribute = manifest.label_attribute
-    refs = {}
-    for line in lines:
-        ref = line["source-ref"]
-        refs[ref.split("://", 1)[1].split("/", 1)[1] if ref.startswith("s3://") else ref] = int(
-            line[attribute]
-        )
+    refs = manifest_labels(manifest)
     items = Item.objects.filter(project=project, image__in=list(refs)).only("pk", "image")
     samples, ids = [], []
     for item in items.iterator(chunk_size=1000):
