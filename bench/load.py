@@ -186,6 +186,10 @@ def start_gunicorn(args, env: dict, log_path: Path) -> tuple[subprocess.Popen, s
             str(args.threads),
             "--backlog",
             "512",
+            # Longer than a client's pause between answers: with gunicorn's default of 2 s an
+            # inspector's reused connection can be closed under it ("connection reset").
+            "--keep-alive",
+            "75",
         ],
         cwd=ROOT,
         env=env,
@@ -456,7 +460,9 @@ def main(argv=None) -> int:
             "command": "python bench/load.py " + " ".join(argv or sys.argv[1:]),
             "setup": {
                 "inspectors": args.inspectors,
-                "gunicorn": f"-w {args.workers} -k gthread --threads {args.threads}",
+                "gunicorn": (
+                    f"-w {args.workers} -k gthread --threads {args.threads} --keep-alive 75"
+                ),
                 "think_ms": args.think_ms,
                 "accuracy": args.accuracy,
                 **project_info,
