@@ -1,5 +1,5 @@
-"""What managers read: the cost report (what labeling cost, what automation saved) and the
-credit decisions table, with the CSV rows of each.
+"""What managers read: the cost report (what labeling cost, what automation saved), and the
+CSV writer shared with the credit decisions table (``labeling.credit_report``).
 
 Every total is the sum of the rows it sits under, computed from those rows in Python, so a page,
 its CSV and the API always reconcile. Money is ``Decimal`` to the six places ``CostEntry`` keeps.
@@ -16,8 +16,8 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, F, Q, QuerySet, Sum
-from django.db.models.functions import Coalesce, TruncDate
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from labeling.errors import ServiceError
@@ -27,8 +27,6 @@ from labeling.models import (
     CostEntry,
     CostKind,
     CostMode,
-    CreditDecision,
-    CreditOutcome,
     Item,
     ItemSource,
     Project,
@@ -89,7 +87,7 @@ class Period:
         return Q(**{f"{field_name}__gte": first, f"{field_name}__lt": after})
 
 
-def _date_param(name: str, value: str | None) -> date | None:
+def date_param(name: str, value: str | None) -> date | None:
     value = (value or "").strip()
     if not value:
         return None
@@ -110,7 +108,7 @@ def report_period_parse(
     """The period from ``start``/``end`` query values (YYYY-MM-DD, both optional): the last
     ``default_days`` days up to today by default; refused when malformed, reversed or too long."""
     today = today or timezone.localdate()
-    first, last = _date_param("start", start), _date_param("end", end)
+    first, last = date_param("start", start), date_param("end", end)
     if last is None:
         last = max(today, first) if first else today
     if first is None:
@@ -499,7 +497,7 @@ INSPECTOR_COLUMNS = (
 )
 
 
-def _cell(value: object) -> object:
+def csv_cell(value: object) -> object:
     if value is None:
         return ""
     if isinstance(value, float):
@@ -512,18 +510,18 @@ def cost_report_table(*, report: CostReport, table: str) -> tuple[list[str], lis
     currency = report.project.currency
     if table == "summary":
         rows = [
-            [key, label, currency if unit == "money" else unit, _cell(report.summary[key])]
+            [key, label, currency if unit == "money" else unit, csv_cell(report.summary[key])]
             for key, label, unit in SUMMARY_ROWS
         ]
         return ["metric", "description", "unit", "value"], rows
     if table == "daily":
         rows = [
-            [_cell(getattr(row, col)) if col != "date" else row.day for col in DAILY_COLUMNS]
+            [csv_cell(getattr(row, col)) if col != "date" else row.day for col in DAILY_COLUMNS]
             for row in report.daily
         ]
         totals = report.daily_totals
         rows.append(
-            ["total"] + [_cell(getattr(totals, col)) for col in DAILY_COLUMNS if col != "date"]
+            ["total"] + [csv_cell(getattr(totals, col)) for col in DAILY_COLUMNS if col != "date"]
         )
         return list(DAILY_COLUMNS), rows
     if table == "inspectors":
@@ -539,130 +537,14 @@ def cost_report_table(*, report: CostReport, table: str) -> tuple[list[str], lis
                     row.hours,
                     row.cost,
                     # Accuracies are per person; a sum over people means nothing.
-                    _cell(row.estimated_accuracy) if row is not report.inspector_totals else "",
+                    csv_cell(row.estimated_accuracy) if row is not report.inspector_totals else "",
                     row.gold_answers,
                     row.gold_correct,
-                    _cell(row.gold_accuracy) if row is not report.inspector_totals else "",
+                    csv_cell(row.gold_accuracy) if row is not report.inspector_totals else "",
                 ]
             )
         return list(INSPECTOR_COLUMNS), rows
     raise ReportError(f"'table' must be one of: {', '.join(COST_TABLES)}.")
-
-
-# ---------------------------------------------------------------------------------------------
-# Credit decisions
-
-
-@dataclass(frozen=True)
-class CreditFilters:
-    outcome: str = ""
-    source: str = ""
-    review_type: str = ""
-    review_id: str = ""
-    start: date | None = None
-    end: date | None = None
-
-    def as_query(self) -> dict[str, str]:
-        """The non-empty filters as query parameters (for pagination and CSV links)."""
-        values = {
-            "outcome": self.outcome,
-            "source": self.source,
-            "review_type": self.review_type,
-            "review_id": self.review_id,
-            "start": self.start.isoformat() if self.start else "",
-            "end": self.end.isoformat() if self.end else "",
-        }
-        return {k: v for k, v in values.items() if v}
-
-
-def credit_filters_parse(params: Mapping[str, str]) -> CreditFilters:
-    """Filters from query parameters; unknown outcome or source values and bad dates are refused
-    with a message naming the allowed values."""
-    outcome = (params.get("outcome") or "").strip()
-    if outcome and outcome not in CreditOutcome.values:
-        raise ReportError(f"'outcome' must be one of: {', '.join(CreditOutcome.values)}.")
-    source = (params.get("source") or "").strip()
-    if source and source not in ItemSource.values:
-        raise ReportError(f"'source' must be one of: {', '.join(ItemSource.values)}.")
-    start = _date_param("start", params.get("start"))
-    end = _date_param("end", params.get("end"))
-    if start and end and start > end:
-        raise ReportError(f"'start' ({start}) must not be after 'end' ({end}).")
-    return CreditFilters(
-        outcome=outcome,
-        source=source,
-        review_type=(params.get("review_type") or "").strip()[:40],
-        review_id=(params.get("review_id") or "").strip()[:100],
-        start=start,
-        end=end,
-    )
-
-
-def credit_decisions_filter(*, project: Project, filters: CreditFilters) -> QuerySet:
-    """The project's credit decisions matching ``filters``, newest first. The date range applies
-    to when a decision was made (for a pending one, when it began to wait); ``review_id``
-    matches any part of the id, ignoring case."""
-    rows = (
-        CreditDecision.objects.filter(project=project)
-        .select_related("item__final_label")
-        .annotate(when=Coalesce("decided_at", "created_at"))
-    )
-    if filters.outcome:
-        rows = rows.filter(outcome=filters.outcome)
-    if filters.source:
-        rows = rows.filter(source=filters.source)
-    if filters.review_type:
-        rows = rows.filter(review_type=filters.review_type)
-    if filters.review_id:
-        rows = rows.filter(review_id__icontains=filters.review_id)
-    tz = timezone.get_current_timezone()
-    if filters.start:
-        rows = rows.filter(when__gte=datetime.combine(filters.start, time.min, tzinfo=tz))
-    if filters.end:
-        after = datetime.combine(filters.end + timedelta(days=1), time.min, tzinfo=tz)
-        rows = rows.filter(when__lt=after)
-    return rows.order_by(F("when").desc(), "-pk")
-
-
-def credit_review_types(*, project: Project) -> list[str]:
-    """Review types to offer as a filter: the project's rules plus any seen in decisions."""
-    seen = set(
-        CreditDecision.objects.filter(project=project)
-        .values_list("review_type", flat=True)
-        .distinct()
-    )
-    return sorted(seen | set((project.credit_rules or {}).keys()))
-
-
-CREDIT_COLUMNS = (
-    "review_id",
-    "review_type",
-    "outcome",
-    "source",
-    "probability",
-    "decided_at",
-    "item_id",
-    "final_label",
-    "created_at",
-)
-
-
-def credit_rows(decisions: QuerySet) -> Iterator[list]:
-    """CSV rows of ``decisions`` (header first), read in chunks so a long export stays small."""
-    yield list(CREDIT_COLUMNS)
-    for decision in decisions.iterator(chunk_size=2000):
-        final = decision.item.final_label
-        yield [
-            decision.review_id,
-            decision.review_type,
-            decision.outcome,
-            decision.source,
-            _cell(decision.probability),
-            decision.decided_at.isoformat() if decision.decided_at else "",
-            decision.item_id,
-            final.name if final else "",
-            decision.created_at.isoformat(),
-        ]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,17 +11,19 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
-from labeling.models import CreditOutcome, ItemSource
-from labeling.reports import (
-    COST_TABLES,
+from labeling.credit_report import (
     CreditFilters,
-    ReportError,
-    cost_report_build,
-    cost_report_table,
     credit_decisions_filter,
     credit_filters_parse,
     credit_review_types,
     credit_rows,
+)
+from labeling.models import CreditOutcome, ItemSource
+from labeling.reports import (
+    COST_TABLES,
+    ReportError,
+    cost_report_build,
+    cost_report_table,
     csv_lines,
     report_period_parse,
 )

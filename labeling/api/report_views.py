@@ -16,11 +16,13 @@ from rest_framework.views import APIView
 from labeling.access import Role
 from labeling.api.permissions import api_project
 from labeling.api.report_serializers import CostReportSerializer, CreditDecisionSerializer
+from labeling.credit_report import (
+    credit_decisions_filter,
+    credit_filters_parse,
+)
 from labeling.models import CreditOutcome, ItemSource
 from labeling.reports import (
     cost_report_build,
-    credit_decisions_filter,
-    credit_filters_parse,
     report_period_parse,
 )
 

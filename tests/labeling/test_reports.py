@@ -13,6 +13,12 @@ from django.utils import timezone
 from labeling.access import Role
 from labeling.answers import annotation_submit, annotation_undo, item_resolve_expert
 from labeling.costs import cost_record_predictions
+from labeling.credit_report import (
+    CreditFilters,
+    credit_decisions_filter,
+    credit_filters_parse,
+    credit_rows,
+)
 from labeling.credits import credit_decide
 from labeling.errors import ServiceError
 from labeling.ingest import Upload, item_ingest
@@ -29,13 +35,9 @@ from labeling.models import (
 from labeling.project_setup import member_add
 from labeling.queue import assignment_next
 from labeling.reports import (
-    CreditFilters,
     Period,
     cost_report_build,
     cost_report_table,
-    credit_decisions_filter,
-    credit_filters_parse,
-    credit_rows,
     report_period_parse,
 )
 from tests.conftest import image_bytes
