@@ -10,5 +10,5 @@ urlpatterns = [
     path("models/", admin_models.models, name="models"),
     path("models/train/", admin_models.models_train, name="models-train"),
     path("models/rollback/", admin_models.models_rollback, name="models-rollback"),
-    path("models/<int:version>/promote/", admin_models.models_promote, name="models-promote"),
+    path("models/<id:version>/promote/", admin_models.models_promote, name="models-promote"),
 ]

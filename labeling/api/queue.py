@@ -51,19 +51,23 @@ def lease_data(lease: Assignment) -> dict:
     }
 
 
+# A row id: anything outside this range cannot exist and would overflow the database's integer.
+ROW_ID = {"min_value": 1, "max_value": 2**63 - 1}
+
+
 class AnswerSerializer(serializers.Serializer):
-    assignment = serializers.IntegerField()
+    assignment = serializers.IntegerField(**ROW_ID)
     label = serializers.CharField(max_length=60)
     time_on_task_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, default=0)
 
 
 class SkipSerializer(serializers.Serializer):
-    assignment = serializers.IntegerField()
+    assignment = serializers.IntegerField(**ROW_ID)
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
 class RenewSerializer(serializers.Serializer):
-    assignments = serializers.ListField(child=serializers.IntegerField(), max_length=50)
+    assignments = serializers.ListField(child=serializers.IntegerField(**ROW_ID), max_length=50)
 
 
 class NextLease(APIView):

@@ -7,14 +7,14 @@ urlpatterns = [
     path("projects/<slug:slug>/", views.ProjectDetail.as_view(), name="api-project"),
     path("projects/<slug:slug>/items/", views.ItemList.as_view(), name="api-items"),
     path("projects/<slug:slug>/items/upload/", views.ItemUpload.as_view(), name="api-items-upload"),
-    path("projects/<slug:slug>/items/<int:pk>/", views.ItemDetail.as_view(), name="api-item"),
+    path("projects/<slug:slug>/items/<id:pk>/", views.ItemDetail.as_view(), name="api-item"),
     path(
-        "projects/<slug:slug>/items/<int:pk>/predictions/",
+        "projects/<slug:slug>/items/<id:pk>/predictions/",
         views.ItemPredictions.as_view(),
         name="api-item-predictions",
     ),
     path(
-        "projects/<slug:slug>/items/<int:pk>/resolve/",
+        "projects/<slug:slug>/items/<id:pk>/resolve/",
         views.ItemResolve.as_view(),
         name="api-item-resolve",
     ),
@@ -29,7 +29,7 @@ urlpatterns = [
         name="api-manifests-import",
     ),
     path(
-        "projects/<slug:slug>/manifests/<int:pk>/download/",
+        "projects/<slug:slug>/manifests/<id:pk>/download/",
         manifest_views.ManifestDownload.as_view(),
         name="api-manifest-download",
     ),

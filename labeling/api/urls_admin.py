@@ -14,9 +14,9 @@ urlpatterns = [
     path("models/", admin_views.ModelList.as_view(), name="api-models"),
     path("models/train/", admin_views.ModelTrain.as_view(), name="api-models-train"),
     path("models/rollback/", admin_views.ModelRollback.as_view(), name="api-models-rollback"),
-    path("models/<int:version>/", admin_views.ModelDetail.as_view(), name="api-model"),
+    path("models/<id:version>/", admin_views.ModelDetail.as_view(), name="api-model"),
     path(
-        "models/<int:version>/promote/",
+        "models/<id:version>/promote/",
         admin_views.ModelPromote.as_view(),
         name="api-model-promote",
     ),

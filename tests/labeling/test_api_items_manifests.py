@@ -108,3 +108,23 @@ def test_openapi_schema_validates_and_docs_page_works_offline(client, people, tm
     docs = client.get(reverse("api-docs"))
     assert docs.status_code == 200
     assert b"swagger-ui" in docs.content and b"cdn.jsdelivr" not in docs.content
+
+
+def test_ids_too_large_for_the_database_are_refused_not_a_server_error(client, people, items):
+    """Found by the fuzzer: a 21-digit id used to overflow the database's integer (500)."""
+    client.force_login(people["admin"])
+    huge = 10**20
+    renew = client.post(
+        reverse("api-queue-renew", args=["reviews"]),
+        {"assignments": [1, -huge, huge]},
+        content_type="application/json",
+    )
+    assert renew.status_code == 400
+    answer = client.post(
+        reverse("api-queue-answer", args=["reviews"]),
+        {"assignment": huge, "label": "package"},
+        content_type="application/json",
+    )
+    assert answer.status_code == 400
+    assert client.get(f"/api/projects/reviews/items/{huge}/").status_code == 404
+    assert client.get(f"/p/reviews/items/{huge}/image").status_code == 404
