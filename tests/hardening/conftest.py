@@ -18,7 +18,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from tests.worker import ROOT, database_url
+from tests.worker import ROOT, Worker, database_url
+from tests.worker import worker_env as shared_worker_env
 
 REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -116,73 +117,20 @@ def redis_server(tmp_path):
 
 
 def worker_env(broker_url: str, **extra: str) -> dict:
-    return {
-        **os.environ,
-        "DATABASE_URL": database_url(),
-        "CELERY_BROKER_URL": broker_url,
-        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
-        "MODEL_ROOT": str(settings.MODEL_ROOT),
-        "THRESHOLD_MIN_SUPPORT": str(settings.THRESHOLD_MIN_SUPPORT),
-        "DJANGO_SETTINGS_MODULE": "labeling.settings",
-        "INFERENCE_THREADS": "1",
-        # A task held by a killed worker comes back after this long (kombu's default: 1 hour).
-        "CELERY_VISIBILITY_TIMEOUT": "5",
-        "CELERY_UNACKED_RESTORE_SECONDS": "1",
+    """The shared worker environment, plus what the fault tests need: one thread, and a task
+    held by a killed worker coming back after seconds (kombu's default: 1 hour)."""
+    return shared_worker_env(
+        broker_url,
+        INFERENCE_THREADS="1",
+        CELERY_VISIBILITY_TIMEOUT="5",
+        CELERY_UNACKED_RESTORE_SECONDS="1",
         **extra,
-    }
-
-
-class Worker:
-    """``celery -A labeling worker`` in its own process group, so a test can SIGKILL the whole
-    group (the main process and its pool children) the way an OOM kill or a lost machine would."""
-
-    def __init__(self, broker_url: str, log_path: Path, **extra_env: str):
-        self.log_path = log_path
-        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "labeling",
-                "worker",
-                "--loglevel",
-                "info",
-                "--concurrency",
-                "1",
-                "--without-gossip",
-                "--without-mingle",
-                "--without-heartbeat",
-            ],
-            cwd=ROOT,
-            env=worker_env(broker_url, **extra_env),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._log.close()
-
-    def log(self, tail: int = 4000) -> str:
-        return self.log_path.read_text(errors="replace")[-tail:] if self.log_path.exists() else ""
+    )
 
 
 @contextmanager
 def worker(broker_url: str, log_path: Path, **extra_env: str):
-    process = Worker(broker_url, log_path, **extra_env)
+    process = Worker(broker_url, log_path, env=worker_env(broker_url, **extra_env))
     try:
         yield process
     finally:
