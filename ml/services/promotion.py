@@ -4,6 +4,10 @@ Candidate and active model are scored on the same held-out human labels (the can
 validation items): the candidate is promoted only if it auto-labels more of them at the
 project's target precision (thresholds chosen with the same guarantee for both), ties going to
 the better calibrated one. Otherwise it stays ``ready`` with the reason.
+
+A project whose admin set thresholds by hand is judged by those thresholds instead, since they
+are what will route its images: the candidate must auto-label more at them without being less
+precise on the held-out labels (an over-confident model would otherwise win by accepting more).
 """
 
 import logging
@@ -23,24 +27,36 @@ COVERAGE_TIE = 0.005
 MIN_FAIR_ITEMS = 50
 
 
+PRECISION_TOLERANCE = 0.005  # manual mode: how much less precise a candidate may be
+
+
 def heldout_score(
-    probs: np.ndarray, labels: np.ndarray, *, target: float, confidence: float
+    probs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    target: float,
+    confidence: float,
+    manual: list[float | None] | None = None,
 ) -> dict:
-    """Coverage (share auto-labeled) and realised precision at ``target`` with guaranteed
-    thresholds, plus the calibration error, of one model on held-out labels."""
+    """Coverage (share auto-labeled) and realised precision of one model on held-out labels,
+    plus its calibration error: at ``target`` with guaranteed thresholds, or at the admin's
+    ``manual`` thresholds (one per class, None never auto-labels) when given."""
     from ml import thresholds
     from ml.calibration import expected_calibration_error
 
     k = probs.shape[1]
-    chosen = thresholds.select_thresholds(
-        probs,
-        None,
-        labels,
-        k,
-        target=target,
-        delta=1 - confidence,
-        min_support=settings.THRESHOLD_MIN_SUPPORT,
-    )
+    if manual is not None:
+        chosen = list(manual)
+    else:
+        chosen = thresholds.select_thresholds(
+            probs,
+            None,
+            labels,
+            k,
+            target=target,
+            delta=1 - confidence,
+            min_support=settings.THRESHOLD_MIN_SUPPORT,
+        )
     accept = thresholds.accept_mask(probs.max(axis=1), probs.argmax(axis=1), chosen)
     correct = probs.argmax(axis=1) == labels
     return {
@@ -63,11 +79,13 @@ def promotion_gate(*, model: ModelVersion) -> bool:
         _keep_ready(model, "No held-out predictions were saved; promote by hand after checking.")
         return False
     target, confidence = project.target_precision, project.threshold_confidence
+    manual = _manual_thresholds(project, model)
     gate = {"target": target, "confidence": confidence}
+    if manual is not None:
+        gate["manual_thresholds"] = manual
+    score = {"target": target, "confidence": confidence, "manual": manual}
     if active is None or active.status != ModelStatus.ACTIVE:
-        gate["candidate"] = heldout_score(
-            heldout["probs"], heldout["labels"], target=target, confidence=confidence
-        )
+        gate["candidate"] = heldout_score(heldout["probs"], heldout["labels"], **score)
         gate["decision"] = "promoted: no active model"
         _record_gate(model, gate)
         model_promote(model=model, reason="first model")
@@ -84,9 +102,7 @@ def promotion_gate(*, model: ModelVersion) -> bool:
             f"all {len(fair)} held-out images; only {int(fair.sum())} were unseen by the active "
             "model, so the comparison favours it"
         )
-    candidate = heldout_score(
-        heldout["probs"], heldout["labels"], target=target, confidence=confidence
-    )
+    candidate = heldout_score(heldout["probs"], heldout["labels"], **score)
     gate["candidate"] = candidate
     items = {i.pk: i for i in Item.objects.filter(pk__in=heldout["item_ids"].tolist())}
     images = []
@@ -102,30 +118,49 @@ def promotion_gate(*, model: ModelVersion) -> bool:
         model_promote(model=model, reason="active model unusable")
         return True
     usable = ~np.isnan(active_probs).any(axis=1)
-    current = heldout_score(
-        active_probs[usable], heldout["labels"][usable], target=target, confidence=confidence
-    )
+    current = heldout_score(active_probs[usable], heldout["labels"][usable], **score)
     gate["active"] = {**current, "version": active.version}
     better = candidate["coverage"] > current["coverage"] + COVERAGE_TIE
     tie = abs(candidate["coverage"] - current["coverage"]) <= COVERAGE_TIE
-    if better or (tie and candidate["ece"] < current["ece"]):
+    less_precise = manual is not None and _less_precise(candidate, current)
+    at = "the admin's thresholds" if manual is not None else f"{target:.0%} precision"
+    if (better or (tie and candidate["ece"] < current["ece"])) and not less_precise:
         gate["decision"] = (
             f"promoted: auto-labels {candidate['coverage']:.1%} vs {current['coverage']:.1%} "
-            f"at {target:.0%} precision" + (" (tie, better calibrated)" if tie else "")
+            f"at {at}" + (" (tie, better calibrated)" if tie else "")
         )
         _record_gate(model, gate)
         model_promote(model=model, reason=gate["decision"])
         return True
     reason = (
-        f"Not promoted: auto-labels {candidate['coverage']:.1%} of held-out images at {target:.0%} "
-        f"precision, the active v{active.version} {current['coverage']:.1%}"
+        f"Not promoted: auto-labels {candidate['coverage']:.1%} of held-out images at {at}, "
+        f"the active v{active.version} {current['coverage']:.1%}"
         + (f"; calibration error {candidate['ece']:.3f} vs {current['ece']:.3f}" if tie else "")
+        + (
+            f"; realised precision {candidate['precision']:.1%} vs {current['precision']:.1%}"
+            if less_precise
+            else ""
+        )
         + "."
     )
     gate["decision"] = reason
     _record_gate(model, gate)
     _keep_ready(model, reason)
     return False
+
+
+def _manual_thresholds(project: Project, model: ModelVersion) -> list[float | None] | None:
+    """The admin's thresholds in the model's class order, or None in target mode."""
+    if project.threshold_mode != Project.ThresholdMode.MANUAL:
+        return None
+    names = model.metrics.get("class_names") or list(project.label_names())
+    return [project.manual_thresholds.get(name) for name in names]
+
+
+def _less_precise(candidate: dict, current: dict) -> bool:
+    if candidate["precision"] is None or current["precision"] is None:
+        return False  # one accepts nothing: coverage alone decides
+    return candidate["precision"] < current["precision"] - PRECISION_TOLERANCE
 
 
 def _trained_item_ids(model: ModelVersion) -> set[int]:

@@ -148,3 +148,20 @@ def test_train_command_shows_progress_and_result(project, capsys):
     )
     out = capsys.readouterr()
     assert "v1 active" in out.out and "accuracy" in out.out
+
+
+def test_manual_thresholds_judge_the_candidate_in_manual_mode(project):
+    good = train_now(project)
+    Project.objects.filter(pk=project.pk).update(
+        threshold_mode=Project.ThresholdMode.MANUAL,
+        manual_thresholds={name: 0.6 for name in project.label_names()},
+    )
+    worse = train_now(project, learning_rates=[1e-7], epochs=[1])
+
+    assert worse.status == ModelStatus.READY
+    assert "at the admin's thresholds" in worse.status_reason
+    gate = worse.metrics["promotion_gate"]
+    assert gate["manual_thresholds"] == [0.6] * len(project.label_names())
+    assert gate["candidate"]["coverage"] < gate["active"]["coverage"]
+    project.refresh_from_db()
+    assert project.active_model_id == good.pk
