@@ -8,8 +8,9 @@ from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from labeling.csv_export import csv_cell
 from labeling.models import CreditDecision, CreditOutcome, ItemSource, Project
-from labeling.reports import ReportError, csv_cell, date_param
+from labeling.reports import ReportError, date_param
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,7 @@ images by when they were ingested, final labels by when the item was finished, a
 by when they were given or spent.
 """
 
-import csv
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -20,6 +19,7 @@ from django.db.models import Count, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
+from labeling.csv_export import csv_cell
 from labeling.errors import ServiceError
 from labeling.models import (
     Annotation,
@@ -497,14 +497,6 @@ INSPECTOR_COLUMNS = (
 )
 
 
-def csv_cell(value: object) -> object:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return round(value, 4)
-    return value
-
-
 def cost_report_table(*, report: CostReport, table: str) -> tuple[list[str], list[list]]:
     """(header, rows) of one of the report's tables, totals row last, as the CSV holds them."""
     currency = report.project.currency
@@ -545,27 +537,3 @@ def cost_report_table(*, report: CostReport, table: str) -> tuple[list[str], lis
             )
         return list(INSPECTOR_COLUMNS), rows
     raise ReportError(f"'table' must be one of: {', '.join(COST_TABLES)}.")
-
-
-# ---------------------------------------------------------------------------------------------
-# CSV
-
-
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
-def _csv_safe(value: object) -> object:
-    """Text that a spreadsheet would run as a formula gets a leading quote (review ids and user
-    names come from outside)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value
-
-
-def csv_lines(rows: Iterable[Iterable[object]]) -> Iterator[str]:
-    """Each row as one CSV line, text cells made safe for spreadsheets."""
-    writer = csv.writer(_Echo())
-    for row in rows:
-        yield writer.writerow([_csv_safe(value) for value in row])

@@ -18,13 +18,13 @@ from labeling.credit_report import (
     credit_review_types,
     credit_rows,
 )
+from labeling.csv_export import csv_lines
 from labeling.models import CreditOutcome, ItemSource
 from labeling.reports import (
     COST_TABLES,
     ReportError,
     cost_report_build,
     cost_report_table,
-    csv_lines,
     report_period_parse,
 )
 
