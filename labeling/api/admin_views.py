@@ -18,7 +18,8 @@ from labeling.api.admin_serializers import (
 from labeling.api.permissions import api_project
 from labeling.models import ModelVersion
 from ml.services.promotion import model_promote, model_rollback
-from ml.services.threshold_tuning import threshold_preview, threshold_state, thresholds_save
+from ml.services.threshold_changes import threshold_state, thresholds_save
+from ml.services.threshold_tuning import threshold_preview
 from ml.services.training import training_start
 
 ADMINS = (Role.ADMIN,)
