@@ -25,20 +25,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ml import thresholds  # noqa: E402
 from ml.calibration import expected_calibration_error, softmax  # noqa: E402
+from ml.checkpoint import read_config  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
 from ml.fashion_mnist import CLASS_NAMES, load_split, stratified_subset  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
-from ml.training import TrainConfig, train  # noqa: E402
+from ml.training import TrainConfig, stratified_split, train  # noqa: E402
 
 
-def evaluate_on_test(checkpoint: Path, val_logits, val_labels, temperature, target: float):
+def evaluate_on_test(checkpoint: Path, val_probs, val_labels, target: float):
+    """Thresholds from the validation probabilities only (guaranteed and naive), then the
+    10,000 test images routed with them."""
     x_test, y_test = load_split("test")
     predictor = Predictor.load(checkpoint, num_threads=2)
     t0 = time.perf_counter()
     probs = predictor.predict(list(x_test), batch_size=256).probs
     predict_s = time.perf_counter() - t0
-    ltt = predictor.thresholds
-    val_probs = softmax(val_logits, temperature)
+    ltt = thresholds.threshold_values(
+        thresholds.select_thresholds(val_probs, None, val_labels, len(CLASS_NAMES), target=target)
+    )
     naive = thresholds.naive_thresholds(
         val_probs, None, val_labels, len(CLASS_NAMES), target=target
     )
@@ -73,6 +77,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoints", default="/tmp/ml-bench", help="where models are saved")
     parser.add_argument("--out", default="bench/results/learning_curve.json")
+    parser.add_argument(
+        "--rescore",
+        action="store_true",
+        help="reuse a size's checkpoint where one exists: re-predict its validation split and the "
+        "test set and choose thresholds again (after a change to the threshold rule)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
 
@@ -88,40 +98,46 @@ def main(argv: list[str] | None = None) -> dict:
             if epoch:
                 print(f"  [{percent:5.1f}%] {message}", flush=True)
 
-        result = train(
-            TrainConfig(
-                samples=[(x_train[i], int(y_train[i])) for i in idx],
-                class_names=CLASS_NAMES,
-                output_dir=out_dir,
-                input_size=args.input_size,
-                trainable_blocks=tuple(int(v) for v in args.trainable_blocks.split(",")),
-                epochs=tuple(int(v) for v in args.epochs.split(",")),
-                learning_rates=tuple(float(v) for v in args.lrs.split(",")),
-                time_budget_s=args.budget,
-                target_precision=args.target,
-                seed=args.seed,
-                progress=progress,
+        if args.rescore and (out_dir / "model.pt").exists():
+            run = rescored_run(out_dir, x_train, y_train, idx, args.target)
+        else:
+            result = train(
+                TrainConfig(
+                    samples=[(x_train[i], int(y_train[i])) for i in idx],
+                    class_names=CLASS_NAMES,
+                    output_dir=out_dir,
+                    input_size=args.input_size,
+                    trainable_blocks=tuple(int(v) for v in args.trainable_blocks.split(",")),
+                    epochs=tuple(int(v) for v in args.epochs.split(",")),
+                    learning_rates=tuple(float(v) for v in args.lrs.split(",")),
+                    time_budget_s=args.budget,
+                    target_precision=args.target,
+                    seed=args.seed,
+                    progress=progress,
+                )
             )
-        )
-        run = {
-            "labels": size,
-            "checkpoint": str(out_dir),
-            "train_seconds": result.timings["total_s"],
-            "timings": result.timings,
-            "trials": [{k: v for k, v in t.items() if k != "history"} for t in result.trials],
-            "chosen": {
-                "trainable_blocks": result.config["trainable_blocks"],
-                **result.config["hyperparameters"],
-            },
-            "temperature": result.temperature,
-            "val_accuracy": result.metrics["accuracy"],
-            "val_macro_f1": result.metrics["macro_f1"],
-            "val_ece": result.metrics["ece"],
-            "val_coverage_ltt": result.metrics["coverage_at_target"],
-            **evaluate_on_test(
-                out_dir, result.val_logits, result.val_labels, result.temperature, args.target
-            ),
-        }
+            run = {
+                "labels": size,
+                "checkpoint": str(out_dir),
+                "train_seconds": result.timings["total_s"],
+                "timings": result.timings,
+                "trials": [{k: v for k, v in t.items() if k != "history"} for t in result.trials],
+                "chosen": {
+                    "trainable_blocks": result.config["trainable_blocks"],
+                    **result.config["hyperparameters"],
+                },
+                "temperature": result.temperature,
+                "val_accuracy": result.metrics["accuracy"],
+                "val_macro_f1": result.metrics["macro_f1"],
+                "val_ece": result.metrics["ece"],
+                "val_coverage_ltt": result.metrics["coverage_at_target"],
+                **evaluate_on_test(
+                    out_dir,
+                    softmax(result.val_logits, result.temperature),
+                    result.val_labels,
+                    args.target,
+                ),
+            }
         runs.append(run)
         print(
             f"  {size} labels: train {run['train_seconds']:.0f} s, test acc "
@@ -142,6 +158,34 @@ def main(argv: list[str] | None = None) -> dict:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2, default=_plain))
     return report
+
+
+def rescored_run(out_dir: Path, x_train, y_train, idx, target: float) -> dict:
+    """A run's figures from its saved checkpoint: training facts from ``config.json``, the
+    validation split recomputed exactly as ``train()`` made it, thresholds chosen again."""
+    config = read_config(out_dir)
+    _, val_pos = stratified_split(y_train[idx], config["data"]["val_fraction"], config["seed"])
+    val_idx = idx[val_pos]
+    val_probs = Predictor.load(out_dir, num_threads=2).predict(list(x_train[val_idx])).probs
+    val_y = y_train[val_idx]
+    ltt = thresholds.threshold_values(
+        thresholds.select_thresholds(val_probs, None, val_y, len(CLASS_NAMES), target=target)
+    )
+    return {
+        "labels": int(len(idx)),
+        "checkpoint": str(out_dir),
+        "rescored": True,
+        "train_seconds": config["timings"]["total_s"],
+        "timings": config["timings"],
+        "trials": [{k: v for k, v in t.items() if k != "history"} for t in config["trials"]],
+        "chosen": {"trainable_blocks": config["trainable_blocks"], **config["hyperparameters"]},
+        "temperature": config["temperature"],
+        "val_accuracy": config["metrics"]["accuracy"],
+        "val_macro_f1": config["metrics"]["macro_f1"],
+        "val_ece": config["metrics"]["ece"],
+        "val_coverage_ltt": thresholds.evaluate_thresholds(val_probs, val_y, ltt).coverage,
+        **evaluate_on_test(out_dir, val_probs, val_y, target),
+    }
 
 
 def _num(value: float) -> float | None:

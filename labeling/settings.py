@@ -210,7 +210,7 @@ TRAIN_INPUT_SIZE = int(os.environ.get("TRAIN_INPUT_SIZE", 96))
 TRAIN_TIME_BUDGET_S = float(os.environ.get("TRAIN_TIME_BUDGET_S", 900))
 TRAIN_TRAINABLE_BLOCKS = [int(x) for x in env_list("TRAIN_TRAINABLE_BLOCKS", "8")]
 TRAIN_EPOCHS = [int(x) for x in env_list("TRAIN_EPOCHS", "8")]
-TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.001,0.003")]
+TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.002,0.004")]
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
 
 REST_FRAMEWORK = {

@@ -15,6 +15,15 @@ correction because each test is only reached if all earlier ones rejected. Candi
 class's own calibration confidences (a function of the confidences only, never of the labels),
 which keeps the sequence fixed given the data the test conditions on.
 
+Where a walk starts matters. Started at the smallest accepted set that could pass at all (149
+items at 0.98 / 0.95, zero errors allowed), a single confidently wrong item among a class's most
+confident ones (one mislabeled held-out image is enough) stops the walk at once, and the class is
+never auto-labeled however good it is below. So there are several walks, each starting where a
+few errors could still pass (``START_ERRORS``: 0, 2, 5 and 10 errors), each at level
+``delta / walks`` (Bonferroni), and the lowest threshold any of them reaches is used. The
+starting points depend on counts only, and a start the class's support cannot reach is dropped
+before ``delta`` is split, so a small calibration set keeps the single walk at full ``delta``.
+
 The naive alternative, the lowest t whose *empirical* held-out precision reaches the target,
 sits where the true precision is about equal to the target, and so misses it about half the time.
 """
@@ -30,6 +39,8 @@ import numpy as np
 DEFAULT_TARGET_PRECISION = 0.98
 DEFAULT_DELTA = 0.05  # 1 - confidence
 DEFAULT_MIN_SUPPORT = 30
+# Errors each walk's first test tolerates (see the module doc): one walk per entry.
+START_ERRORS = (0, 2, 5, 10)
 
 
 # --- exact binomial tail via the regularised incomplete beta function -------------------------
@@ -169,6 +180,26 @@ def _confidences_and_predictions(
     return conf, np.asarray(predictions, dtype=np.int64)
 
 
+def walk_starts(
+    n: np.ndarray, alpha: float, delta: float, start_errors: Sequence[int] = START_ERRORS
+) -> tuple[list[int], float]:
+    """Where each walk starts (indices into the candidates' accepted counts ``n``, ascending)
+    and the level each walk tests at. Walk j starts at the first candidate whose accepted count
+    would pass with ``start_errors[j]`` errors at level ``delta / walks``; the walks are the
+    longest prefix of ``start_errors`` that the counts can all reach. Counts only, no labels."""
+    for walks in range(len(start_errors), 0, -1):
+        level = delta / walks
+        starts = []
+        for errors in start_errors[:walks]:
+            possible = np.flatnonzero(binom_cdf_many(np.full(len(n), errors), n, alpha) <= level)
+            if len(possible) == 0:
+                break
+            starts.append(int(possible[0]))
+        else:
+            return starts, level
+    return [], delta
+
+
 def select_class_threshold(
     conf: np.ndarray,
     correct: np.ndarray,
@@ -176,6 +207,7 @@ def select_class_threshold(
     target: float = DEFAULT_TARGET_PRECISION,
     delta: float = DEFAULT_DELTA,
     min_support: int = DEFAULT_MIN_SUPPORT,
+    start_errors: Sequence[int] = START_ERRORS,
 ) -> ClassThreshold:
     """Learn-then-Test threshold for one class from its items' confidences and correctness."""
     conf = np.asarray(conf, dtype=np.float64)
@@ -190,19 +222,10 @@ def select_class_threshold(
     # Candidate thresholds: each distinct confidence, high to low; at a tie the accepted set is
     # everything with confidence ≥ t, so test at the last index of each run of equal values.
     last_of_run = np.flatnonzero(np.r_[conf_sorted[1:] != conf_sorted[:-1], True])
-    # The walk starts at the first threshold with enough accepted items for a pass to be possible
-    # at all ((1 - alpha)^n ≤ delta, i.e. n ≥ 149 at 0.98/0.95): above it even a flawless class
-    # would fail and stop the walk. The cut depends on counts only, never on labels, so the
-    # sequence stays fixed given the confidences.
-    n_all = last_of_run + 1
-    possible = n_all * math.log1p(-alpha) <= math.log(delta) if alpha > 0 else n_all > 0
-    last_of_run = last_of_run[possible]
     n = last_of_run + 1
     k = errors_cum[last_of_run]
-    # A binomial p-value ≤ delta is the same event as "upper bound ≤ alpha", and cheap to compute
-    # for all candidates at once; the bound itself is computed once, for the chosen threshold.
-    passed = binom_cdf_many(k, n, alpha) <= delta
-    if len(passed) == 0:
+    starts, level = walk_starts(n, alpha, delta, start_errors)
+    if not starts:
         return ClassThreshold(
             None,
             support,
@@ -211,8 +234,16 @@ def select_class_threshold(
             None,
             f"{support} items cannot show precision {target:.3g} at confidence {1 - delta:.3g}",
         )
-    first_fail = int(np.argmin(passed)) if not passed.all() else len(passed)
-    if first_fail == 0:
+    # A binomial p-value ≤ level is the same event as "upper bound ≤ alpha", and cheap to compute
+    # for all candidates at once; the bound itself is computed once, for the chosen threshold.
+    passed = binom_cdf_many(k, n, alpha) <= level
+    reached = []  # per walk, the index of its last pass (the lowest threshold it reached)
+    for start in starts:
+        walk = passed[start:]
+        first_fail = int(np.argmin(walk)) if not walk.all() else len(walk)
+        if first_fail > 0:
+            reached.append(start + first_fail - 1)
+    if not reached:
         return ClassThreshold(
             None,
             support,
@@ -222,11 +253,11 @@ def select_class_threshold(
             f"precision {target:.3g} cannot be shown at confidence {1 - delta:.3g} "
             f"from {support} items",
         )
-    chosen = first_fail - 1  # the last (lowest) threshold before the first failure
+    chosen = max(reached)
     best = ClassThreshold(
         float(conf_sorted[last_of_run[chosen]]), support, int(n[chosen]), int(k[chosen]), None, ""
     )
-    bound = clopper_pearson_upper(best.errors, best.accepted, delta)
+    bound = clopper_pearson_upper(best.errors, best.accepted, level)
     return ClassThreshold(
         best.threshold,
         support,

@@ -14,6 +14,7 @@ from ml.thresholds import (
     route_batch,
     select_class_threshold,
     select_thresholds,
+    walk_starts,
 )
 
 TARGET, DELTA = 0.98, 0.05
@@ -45,6 +46,29 @@ def test_flawless_class_needs_enough_items_to_prove_precision():
     # 100 perfect items cannot show 98% at 95% confidence (needs n ≥ 149 with zero errors).
     assert select_class_threshold(np.linspace(0.9, 1, 100), np.ones(100, bool)).threshold is None
     assert select_class_threshold(np.linspace(0.9, 1, 200), np.ones(200, bool)).threshold == 0.9
+
+
+def test_one_confidently_wrong_item_does_not_disable_a_good_class():
+    # 1,000 items, the 3rd most confident one wrong (say a mislabeled held-out image), and a few
+    # more errors low down: a single walk from the top fails at once; a later start passes.
+    conf = np.linspace(1.0, 0.5, 1000)
+    correct = np.ones(1000, bool)
+    correct[[2, 700, 800, 900]] = False
+    single = select_class_threshold(conf, correct, start_errors=(0,))
+    several = select_class_threshold(conf, correct)
+
+    assert single.threshold is None
+    assert several.threshold is not None and several.accepted >= 600
+    assert several.upper_bound <= 1 - TARGET
+
+
+def test_small_calibration_sets_keep_one_walk_at_full_delta():
+    n = np.arange(1, 201)
+    starts, level = walk_starts(n, alpha=0.02, delta=0.05)
+    assert (starts, level) == ([148], 0.05)  # 149 items, zero errors: (0.98)^149 ≤ 0.05
+    starts, level = walk_starts(np.arange(1, 2001), alpha=0.02, delta=0.05)
+    assert len(starts) == 4 and level == 0.05 / 4
+    assert starts == sorted(starts)
 
 
 def _population(rng, n):
