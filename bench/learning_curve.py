@@ -4,9 +4,12 @@ For each size, a class-balanced subset of the training split is handed to ``ml.t
 (which carves its own 15 % validation split from it); thresholds come from that validation split
 only, and the 10,000 test images measure what a user would see.
 
-    nice -n 10 python bench/learning_curve.py --sizes 1000,2000,5000,10000
-    nice -n 10 python bench/learning_curve.py --sizes 60000 --budget 2400 --out \
-        bench/results/learning_curve_60k.json
+    python bench/learning_curve.py --sizes 60000 --budget 2700 --trainable-blocks 8 \
+        --epochs 8 --lrs 2e-3 --out bench/results/learning_curve_60k.json
+    python bench/learning_curve.py --sizes 1000,2000,5000,10000,60000 --trainable-blocks 8 \
+        --epochs 8 --lrs 2e-3,4e-3 --budget 600 --rescore
+
+(the second reuses the first's 60,000-label checkpoint; see docs/ml.md)
 """
 
 from __future__ import annotations
@@ -70,8 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sizes", default="1000,2000,5000,10000,60000")
     parser.add_argument("--budget", type=float, default=600.0, help="seconds per training run")
     parser.add_argument("--input-size", type=int, default=96)
-    parser.add_argument("--trainable-blocks", default="5")
-    parser.add_argument("--epochs", default="6")
+    parser.add_argument("--trainable-blocks", default="8")
+    parser.add_argument("--epochs", default="8")
     parser.add_argument("--lrs", default="2e-3,4e-3")
     parser.add_argument("--target", type=float, default=0.98)
     parser.add_argument("--seed", type=int, default=0)

@@ -4,7 +4,7 @@ worker, on PostgreSQL and Redis.
 
     DATABASE_URL=postgres://labeling:labeling@127.0.0.1:5432/labeling \\
     CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
-    python bench/throughput.py --images 20000 --checkpoint /tmp/ml-bench/fashion_10000
+    python bench/throughput.py --images 20000 --checkpoint /tmp/ml-bench/fashion_60000
 
 The checkpoint is any directory written by ``ml.training.train`` for the 10 Fashion-MNIST
 classes (bench/learning_curve.py leaves one per size). The run uses its own project, media and

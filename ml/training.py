@@ -384,7 +384,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
             "target_precision": config.target_precision,
             "delta": config.delta,
             "min_support": config.min_support,
-            "method": "learn-then-test, fixed sequence from several count-chosen starts, exact binomial",
+            "method": "learn-then-test, fixed sequences from count-chosen starts, exact binomial",
             "per_class": chosen,
         },
         "metrics": metrics,
