@@ -6,8 +6,11 @@ project's target precision (thresholds chosen with the same guarantee for both),
 the better calibrated one. Otherwise it stays ``ready`` with the reason.
 
 A project whose admin set thresholds by hand is judged by those thresholds instead, since they
-are what will route its images: the candidate must auto-label more at them without being less
-precise on the held-out labels (an over-confident model would otherwise win by accepting more).
+are what will route its images: the candidate must auto-label more at them, and is refused if it
+is both less precise than the active model and below the project's target precision on the
+held-out labels (an over-confident model would otherwise win by accepting more). The target
+floor matters: an active model that accepts three held-out images, all right, must not block a
+candidate that accepts fifty at 98 %.
 """
 
 import logging
@@ -122,7 +125,7 @@ def promotion_gate(*, model: ModelVersion) -> bool:
     gate["active"] = {**current, "version": active.version}
     better = candidate["coverage"] > current["coverage"] + COVERAGE_TIE
     tie = abs(candidate["coverage"] - current["coverage"]) <= COVERAGE_TIE
-    less_precise = manual is not None and _less_precise(candidate, current)
+    less_precise = manual is not None and less_precise_than_active(candidate, current, target)
     at = "the admin's thresholds" if manual is not None else f"{target:.0%} precision"
     if (better or (tie and candidate["ece"] < current["ece"])) and not less_precise:
         gate["decision"] = (
@@ -157,10 +160,13 @@ def _manual_thresholds(project: Project, model: ModelVersion) -> list[float | No
     return [project.manual_thresholds.get(name) for name in names]
 
 
-def _less_precise(candidate: dict, current: dict) -> bool:
+def less_precise_than_active(candidate: dict, current: dict, target: float) -> bool:
+    """Manual mode's precision check on two ``heldout_score`` results: the candidate is refused
+    when it is less precise than both the active model and the target (within a tolerance)."""
     if candidate["precision"] is None or current["precision"] is None:
         return False  # one accepts nothing: coverage alone decides
-    return candidate["precision"] < current["precision"] - PRECISION_TOLERANCE
+    floor = min(current["precision"], target)
+    return candidate["precision"] < floor - PRECISION_TOLERANCE
 
 
 def _trained_item_ids(model: ModelVersion) -> set[int]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ml.services.promotion import heldout_score
+from ml.services.promotion import heldout_score, less_precise_than_active
 
 
 @pytest.fixture(autouse=True)
@@ -27,3 +27,17 @@ def test_manual_thresholds_score_what_they_would_auto_label():
     assert never["coverage"] == 0.0 and never["precision"] is None
     # Target mode on the same ten labels cannot prove 98 %: nothing is auto-labeled.
     assert heldout_score(probs, labels, target=0.98, confidence=0.95)["coverage"] == 0.0
+
+
+def test_manual_mode_refuses_only_a_candidate_below_both_the_active_model_and_the_target():
+    def score(precision):
+        return {"coverage": 0.2, "precision": precision}
+
+    # An active model that accepts three held-out images, all right, must not block 98 %.
+    assert not less_precise_than_active(score(0.981), score(1.0), target=0.98)
+    # Below the target and below the active model: an over-confident candidate.
+    assert less_precise_than_active(score(0.95), score(0.99), target=0.98)
+    # Below the target but no worse than the active model: coverage decides.
+    assert not less_precise_than_active(score(0.95), score(0.95), target=0.98)
+    # Nothing accepted on one side: coverage decides.
+    assert not less_precise_than_active(score(None), score(0.99), target=0.98)
