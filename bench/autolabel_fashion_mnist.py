@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ml import thresholds  # noqa: E402
 from ml.checkpoint import read_config  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
-from ml.fashion_mnist import CLASS_NAMES, load_split, stratified_subset  # noqa: E402
+from ml.fashion_mnist import CLASS_NAMES, checkpoint_validation, load_split, stratified_subset  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
-from ml.training import TrainConfig, stratified_split, train  # noqa: E402
+from ml.training import TrainConfig, train  # noqa: E402
 
 TARGETS = (0.95, 0.98, 0.99)
 
@@ -119,12 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
         checkpoint = Path(args.checkpoint)
         config = read_config(checkpoint)
         size = config["data"]["train_items"] + config["data"]["validation_items"]
-        seed = config["seed"]
         train_seconds = config["timings"]["total_s"]
-        val_fraction = config["data"]["val_fraction"]
     else:
         checkpoint = Path(f"/tmp/ml-bench/autolabel_{args.train_size}")
-        size, seed, val_fraction = args.train_size, args.seed, 0.15
+        size, seed = args.train_size, args.seed
         idx = stratified_subset(y_train, size, seed=seed)
         result = train(
             TrainConfig(
@@ -138,10 +136,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
         train_seconds = result.timings["total_s"]
         config = result.config
-    # The validation items train() held out: same subset and split as it computed.
-    idx = stratified_subset(y_train, size, seed=seed)
-    _, val_pos = stratified_split(y_train[idx], val_fraction, seed)
-    val_idx = idx[val_pos]
+    val_idx = checkpoint_validation(y_train, config)  # what train() held out: calibration
 
     # Predictions are cached next to the checkpoint so that re-running the threshold study
     # does not repeat 20,000 forward passes.

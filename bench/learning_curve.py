@@ -30,16 +30,15 @@ from ml import thresholds  # noqa: E402
 from ml.calibration import expected_calibration_error, softmax  # noqa: E402
 from ml.checkpoint import read_config  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
-from ml.fashion_mnist import CLASS_NAMES, load_split, stratified_subset  # noqa: E402
+from ml.fashion_mnist import CLASS_NAMES, checkpoint_validation, load_split, stratified_subset  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
-from ml.training import TrainConfig, stratified_split, train  # noqa: E402
+from ml.training import TrainConfig, train  # noqa: E402
 
 
-def evaluate_on_test(checkpoint: Path, val_probs, val_labels, target: float):
+def evaluate_on_test(predictor: Predictor, val_probs, val_labels, target: float):
     """Thresholds from the validation probabilities only (guaranteed and naive), then the
     10,000 test images routed with them."""
     x_test, y_test = load_split("test")
-    predictor = Predictor.load(checkpoint, num_threads=2)
     t0 = time.perf_counter()
     probs = predictor.predict(list(x_test), batch_size=256).probs
     predict_s = time.perf_counter() - t0
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "val_ece": result.metrics["ece"],
                 "val_coverage_ltt": result.metrics["coverage_at_target"],
                 **evaluate_on_test(
-                    out_dir,
+                    Predictor.load(out_dir, num_threads=2),
                     softmax(result.val_logits, result.temperature),
                     result.val_labels,
                     args.target,
@@ -167,9 +166,9 @@ def rescored_run(out_dir: Path, x_train, y_train, idx, target: float) -> dict:
     """A run's figures from its saved checkpoint: training facts from ``config.json``, the
     validation split recomputed exactly as ``train()`` made it, thresholds chosen again."""
     config = read_config(out_dir)
-    _, val_pos = stratified_split(y_train[idx], config["data"]["val_fraction"], config["seed"])
-    val_idx = idx[val_pos]
-    val_probs = Predictor.load(out_dir, num_threads=2).predict(list(x_train[val_idx])).probs
+    val_idx = checkpoint_validation(y_train, config)
+    predictor = Predictor.load(out_dir, num_threads=2)
+    val_probs = predictor.predict(list(x_train[val_idx])).probs
     val_y = y_train[val_idx]
     ltt = thresholds.threshold_values(
         thresholds.select_thresholds(val_probs, None, val_y, len(CLASS_NAMES), target=target)
@@ -187,7 +186,7 @@ def rescored_run(out_dir: Path, x_train, y_train, idx, target: float) -> dict:
         "val_macro_f1": config["metrics"]["macro_f1"],
         "val_ece": config["metrics"]["ece"],
         "val_coverage_ltt": thresholds.evaluate_thresholds(val_probs, val_y, ltt).coverage,
-        **evaluate_on_test(out_dir, val_probs, val_y, target),
+        **evaluate_on_test(predictor, val_probs, val_y, target),
     }
 
 

@@ -101,3 +101,14 @@ def stratified_subset(labels: np.ndarray, size: int, *, seed: int = 0) -> np.nda
         take = min(len(pool), per_class + (1 if rank < extra else 0))
         chosen.append(rng.choice(pool, size=take, replace=False))
     return np.sort(np.concatenate(chosen))
+
+
+def checkpoint_validation(labels: np.ndarray, config: dict) -> np.ndarray:
+    """Training-split indices of the validation items a benchmark checkpoint held out: the same
+    class-balanced subset and split ``ml.training.train`` made (from its ``config.json``)."""
+    from ml.training import stratified_split
+
+    size = config["data"]["train_items"] + config["data"]["validation_items"]
+    idx = stratified_subset(labels, size, seed=config["seed"])
+    _, val_pos = stratified_split(labels[idx], config["data"]["val_fraction"], config["seed"])
+    return idx[val_pos]

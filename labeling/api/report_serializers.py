@@ -2,6 +2,7 @@
 
 from rest_framework import serializers
 
+from labeling.credit_report import CREDIT_COLUMNS
 from labeling.models import CreditDecision
 
 
@@ -108,17 +109,7 @@ class CreditDecisionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = CreditDecision
-        fields = [
-            "review_id",
-            "review_type",
-            "outcome",
-            "source",
-            "probability",
-            "decided_at",
-            "item_id",
-            "final_label",
-            "created_at",
-        ]
+        fields = list(CREDIT_COLUMNS)  # the API's rows and the CSV's columns stay one list
 
     def get_final_label(self, decision: CreditDecision) -> str | None:
         label = decision.item.final_label

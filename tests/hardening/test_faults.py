@@ -73,6 +73,14 @@ def predicted(ids: list[int], model) -> int:
     return Prediction.objects.filter(item_id__in=ids, model_version=model).count()
 
 
+def all_predicted(ids: list[int], model) -> bool:
+    """Every item has its prediction and left the ``new`` state (routed)."""
+    return (
+        predicted(ids, model) == len(ids)
+        and not Item.objects.filter(pk__in=ids, status=ItemStatus.NEW).exists()
+    )
+
+
 def assert_each_predicted_once(ids: list[int], model) -> None:
     assert not Item.objects.filter(pk__in=ids, status=ItemStatus.NEW).exists()
     per_item = dict(
@@ -116,10 +124,7 @@ def test_a_worker_killed_mid_batch_loses_nothing_and_predicts_nothing_twice(
     time.sleep(6)
     with worker(redis_server.url, log, PREDICTION_BATCH_SIZE=str(BATCH)) as second:
         wait_until(
-            lambda: (
-                predicted(ids, model) == len(ids)
-                and not Item.objects.filter(pk__in=ids, status=ItemStatus.NEW).exists()
-            ),
+            lambda: all_predicted(ids, model),
             timeout=120,
             every=0.5,
             log=second.log,
@@ -142,12 +147,6 @@ def test_queued_tasks_survive_a_redis_restart_and_work_resumes(
 
     publish_batches(redis_server.url, ids[30:])
 
-    def all_done() -> bool:
-        return (
-            predicted(ids, model) == len(ids)
-            and not Item.objects.filter(pk__in=ids, status=ItemStatus.NEW).exists()
-        )
-
     stalled = False
     with worker(redis_server.url, log) as running:
         wait_until(lambda: predicted(ids, model) >= 4, timeout=120, every=0.02, log=running.log)
@@ -157,7 +156,7 @@ def test_queued_tasks_survive_a_redis_restart_and_work_resumes(
         time.sleep(1)
         redis_server.start()
         try:
-            wait_until(all_done, timeout=90, every=0.5)
+            wait_until(lambda: all_predicted(ids, model), timeout=90, every=0.5)
         except AssertionError:
             # ...or, now and then, reconnects and never consumes again: a known Celery bug with
             # the Redis transport (celery/celery#8091, #10205; docs/hardening.md). Production
@@ -166,7 +165,7 @@ def test_queued_tasks_survive_a_redis_restart_and_work_resumes(
             stalled = True
     if stalled:
         with worker(redis_server.url, log) as restarted:
-            wait_until(all_done, timeout=150, every=0.5, log=restarted.log)
+            wait_until(lambda: all_predicted(ids, model), timeout=150, every=0.5, log=restarted.log)
     assert during < len(ids), "the work was done before Redis went down; nothing was tested"
     assert_each_predicted_once(ids, model)
 
@@ -197,10 +196,7 @@ def test_a_task_whose_database_connection_drops_retries_and_completes(
             killed += _terminate_other_backends()
             time.sleep(0.4)
         wait_until(
-            lambda: (
-                predicted(ids, model) == len(ids)
-                and not Item.objects.filter(pk__in=ids, status=ItemStatus.NEW).exists()
-            ),
+            lambda: all_predicted(ids, model),
             timeout=150,
             every=0.5,
             log=running.log,
