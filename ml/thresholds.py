@@ -30,11 +30,11 @@ sits where the true precision is about equal to the target, and so misses it abo
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 
 DEFAULT_TARGET_PRECISION = 0.98
 DEFAULT_DELTA = 0.05  # 1 - confidence
@@ -43,117 +43,21 @@ DEFAULT_MIN_SUPPORT = 30
 START_ERRORS = (0, 2, 5, 10)
 
 
-# --- exact binomial tail via the regularised incomplete beta function -------------------------
-# (scipy is not a runtime dependency; this is the Numerical Recipes continued fraction.)
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 10_000):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c if abs(1.0 + aa / c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (
-        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    )
-    front = math.exp(log_front)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
-def binom_cdf(k: int, n: int, p: float) -> float:
-    """P(X ≤ k) for X ~ Binomial(n, p)."""
-    if k < 0:
-        return 0.0
-    if k >= n:
-        return 1.0
-    return betainc(n - k, k + 1, 1.0 - p)
+# --- exact binomial tails (scipy.stats) --------------------------------------------------------
 
 
 def binom_cdf_many(ks: np.ndarray, ns: np.ndarray, p: float) -> np.ndarray:
-    """Vectorised exact P(Binomial(n, p) ≤ k) for arrays of (k, n) pairs.
-
-    Sums the pmf in log space with a log-factorial table, in chunks, so that walking thousands
-    of candidate thresholds costs milliseconds rather than one continued fraction each.
-    """
-    ks = np.asarray(ks, dtype=np.int64)
-    ns = np.asarray(ns, dtype=np.int64)
-    out = np.ones(len(ks), dtype=np.float64)
-    if len(ks) == 0:
-        return out
-    if p <= 0.0:
-        return out  # no errors possible: P(X ≤ k) = 1 for k ≥ 0
-    log_fact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, int(ns.max()) + 1)))])
-    log_p, log_q = math.log(p), math.log1p(-p)
-    start = 0
-    while start < len(ks):
-        # Bound each chunk's matrix to about two million cells.
-        width = int(ks[start:].max()) + 1
-        stop = min(len(ks), start + max(1, 2_000_000 // width))
-        k, n = ks[start:stop, None], ns[start:stop, None]
-        j = np.arange(int(k.max()) + 1)[None, :]
-        valid = j <= np.minimum(k, n)
-        jj = np.where(valid, j, 0)
-        log_pmf = (
-            log_fact[n]
-            - log_fact[jj]
-            - log_fact[np.maximum(n - jj, 0)]
-            + jj * log_p
-            + (n - jj) * log_q
-        )
-        log_pmf = np.where(valid, log_pmf, -np.inf)
-        top = log_pmf.max(axis=1, keepdims=True)
-        cdf = np.exp(top[:, 0]) * np.exp(log_pmf - top).sum(axis=1)
-        out[start:stop] = np.where((k >= n)[:, 0], 1.0, np.minimum(cdf, 1.0))
-        start = stop
-    out[ks < 0] = 0.0
-    return out
+    """Exact P(Binomial(n, p) ≤ k) for arrays of (k, n) pairs."""
+    return stats.binom.cdf(np.asarray(ks, dtype=np.int64), np.asarray(ns, dtype=np.int64), p)
 
 
 def clopper_pearson_upper(k: int, n: int, delta: float) -> float:
-    """One-sided exact upper confidence bound (level 1 - delta) on a binomial proportion.
-
-    The u with P(Binomial(n, u) ≤ k) = delta; 1.0 when n = 0 (nothing observed, nothing known).
-    """
-    if n <= 0:
+    """One-sided exact upper confidence bound (level 1 - delta) on a binomial proportion: the u
+    with P(Binomial(n, u) ≤ k) = delta, the (1 - delta) quantile of Beta(k + 1, n - k). 1.0
+    when n = 0 (nothing observed, nothing known) or every trial was a success."""
+    if n <= 0 or k >= n:
         return 1.0
-    if k >= n:
-        return 1.0
-    lo, hi = k / n, 1.0
-    for _ in range(100):  # bisection; the cdf falls monotonically in p
-        mid = (lo + hi) / 2
-        if binom_cdf(k, n, mid) > delta:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12:
-            break
-    return hi
+    return float(stats.beta.ppf(1.0 - delta, k + 1, n - k))
 
 
 # --- threshold selection ---------------------------------------------------------------------

@@ -1,0 +1,156 @@
+"""Saving a threshold setting: record who changed what (``ThresholdChange``), then re-route the
+waiting queue with it. Also resuming a class the live audit paused, and the change history.
+
+The setting itself (validation, the effective per-class thresholds) is
+``labeling.machine.threshold_tuning``'s.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from labeling.errors import ServiceError
+from labeling.machine.audit import autolabel_resume
+from labeling.machine.predict import project_repredict
+from labeling.models import Project, ThresholdChange
+from labeling.machine.threshold_tuning import (
+    active_model_of,
+    effective_thresholds,
+    threshold_classes,
+    threshold_settings_clean,
+    threshold_settings_current,
+)
+
+RECENT_CHANGES = 10
+
+
+def _snapshot(project: Project) -> dict:
+    return {
+        **threshold_settings_current(project).as_dict(),
+        "thresholds": effective_thresholds(
+            project, active_model_of(project), threshold_settings_current(project)
+        ),
+        "paused": sorted(project.autolabel_paused or {}),
+    }
+
+
+def _queue_reroute(project: Project) -> int:
+    """Send the untouched queued images through routing again with the project's thresholds
+    (the worker re-routes from the active model's stored probabilities; no image is re-run)."""
+    return project_repredict(project=project)
+
+
+def thresholds_save(
+    *,
+    project: Project,
+    by: AbstractBaseUser | None,
+    mode: str | None = None,
+    target_precision: float | None = None,
+    threshold_confidence: float | None = None,
+    manual_thresholds: dict[str, float | None] | None = None,
+) -> tuple[ThresholdChange | None, int]:
+    """Save a threshold setting, record who changed what, and re-route the waiting queue with
+    it. Returns the change (None when nothing changed) and how many images go back through
+    routing."""
+    chosen = threshold_settings_clean(
+        project=project,
+        mode=mode,
+        target_precision=target_precision,
+        threshold_confidence=threshold_confidence,
+        manual_thresholds=manual_thresholds,
+    )
+    with transaction.atomic():
+        locked = Project.objects.select_for_update().get(pk=project.pk)
+        if threshold_settings_current(locked) == chosen:
+            return None, 0
+        before = _snapshot(locked)
+        locked.threshold_mode = chosen.mode
+        locked.target_precision = chosen.target_precision
+        locked.threshold_confidence = chosen.threshold_confidence
+        locked.manual_thresholds = chosen.manual_thresholds
+        locked.save(
+            update_fields=[
+                "threshold_mode",
+                "target_precision",
+                "threshold_confidence",
+                "manual_thresholds",
+                "updated_at",
+            ]
+        )
+        change = ThresholdChange.objects.create(
+            project=locked, changed_by=_user(by), before=before, after=_snapshot(locked)
+        )
+        rerouted = _queue_reroute(locked)
+    project.refresh_from_db()
+    return change, rerouted
+
+
+def threshold_resume(
+    *, project: Project, by: AbstractBaseUser | None, label_name: str
+) -> tuple[ThresholdChange, int]:
+    """Resume auto-labeling of a class the live audit paused, record it, and re-route."""
+    if label_name not in (project.autolabel_paused or {}):
+        raise ServiceError(f"Auto-labeling of {label_name or '(none)'} is not paused.")
+    with transaction.atomic():
+        before = _snapshot(project)
+        autolabel_resume(project=project, label_name=label_name)
+        project.refresh_from_db()
+        change = ThresholdChange.objects.create(
+            project=project, changed_by=_user(by), before=before, after=_snapshot(project)
+        )
+        rerouted = _queue_reroute(project)
+    return change, rerouted
+
+
+def _user(by: AbstractBaseUser | None):
+    return by if by is not None and by.is_authenticated else None
+
+
+def threshold_changes_recent(*, project: Project, limit: int = RECENT_CHANGES) -> list[dict]:
+    """The latest changes, each with a short list of what differs, for the page and the API."""
+    changes = ThresholdChange.objects.filter(project=project).select_related("changed_by")
+    return [
+        {
+            "at": change.created_at,
+            "by": change.changed_by.get_username() if change.changed_by else None,
+            "before": change.before,
+            "after": change.after,
+            "summary": change_summary(change.before, change.after),
+        }
+        for change in changes[:limit]
+    ]
+
+
+def change_summary(before: dict, after: dict) -> list[str]:
+    """What differs between two snapshots, in words."""
+    lines = []
+    for key, title in (
+        ("mode", "mode"),
+        ("target_precision", "target precision"),
+        ("threshold_confidence", "confidence"),
+    ):
+        if before.get(key) != after.get(key):
+            lines.append(f"{title} {before.get(key)} → {after.get(key)}")
+    old, new = before.get("thresholds") or {}, after.get("thresholds") or {}
+    for name in sorted(set(old) | set(new)):
+        if old.get(name) != new.get(name):
+            lines.append(f"{name} {_fmt(old.get(name))} → {_fmt(new.get(name))}")
+    resumed = sorted(set(before.get("paused", [])) - set(after.get("paused", [])))
+    if resumed:
+        lines.append(f"resumed {', '.join(resumed)}")
+    return lines or ["no effective change"]
+
+
+def _fmt(value) -> str:
+    return "never" if value is None else f"{value:.4g}"
+
+
+def threshold_state(*, project: Project) -> dict:
+    """The project's setting, per-class thresholds and recent changes (the API's GET)."""
+    return {
+        **threshold_settings_current(project).as_dict(),
+        "model": project.active_model.version if active_model_of(project) else None,
+        "classes": threshold_classes(project=project),
+        "changes": threshold_changes_recent(project=project),
+    }

@@ -1,0 +1,56 @@
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from labeling.errors import ServiceError
+from labeling.models import Project
+from labeling.machine.training import training_run, training_start
+
+
+class Command(BaseCommand):
+    help = "Train a model from the project's human labels (here, with a progress bar, or --queue)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("project")
+        parser.add_argument("--queue", action="store_true", help="hand the training to a worker")
+        parser.add_argument("--time-budget", type=float, help="seconds for the whole search")
+        parser.add_argument("--input-size", type=int)
+        parser.add_argument("--epochs", type=int, nargs="+")
+        parser.add_argument("--trainable-blocks", type=int, nargs="+")
+        parser.add_argument("--learning-rates", type=float, nargs="+")
+
+    def handle(self, *args, project: str, queue: bool, **opts):
+        target = Project.objects.filter(slug=project).first()
+        if target is None:
+            raise CommandError(f"No project with slug {project!r}.")
+        keys = ("time_budget", "input_size", "epochs", "trainable_blocks", "learning_rates")
+        overrides = {
+            k if k != "time_budget" else "time_budget_s": opts[k] for k in keys if opts.get(k)
+        }
+        try:
+            model = training_start(
+                project=target, reason="command", overrides=overrides, queue=queue
+            )
+        except ServiceError as exc:
+            raise CommandError(exc.message) from exc
+        if queue:
+            self.stdout.write(f"Queued training of {target.slug} v{model.version}.")
+            return
+        with tqdm(total=100, desc=f"v{model.version}", unit="%", disable=None) as bar:
+
+            def show(trial, n_trials, epoch, n_epochs, percent, eta, message):
+                bar.set_postfix_str(
+                    f"trial {trial}/{n_trials} epoch {epoch}/{n_epochs} {message}"[:60]
+                )
+                bar.update(max(0.0, float(percent) - bar.n))
+
+            model = training_run(model_version_id=model.pk, progress=show)
+        if model.status == "failed":
+            raise CommandError(f"Training failed: {model.status_reason}")
+        metrics = model.metrics
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"v{model.version} {model.status}: accuracy {metrics.get('accuracy', 0):.3f}, "
+                f"macro F1 {metrics.get('macro_f1', 0):.3f}, ECE {metrics.get('ece', 0):.3f}. "
+                f"{model.status_reason}"
+            )
+        )
