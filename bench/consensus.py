@@ -6,7 +6,7 @@ Run under the separate benchmark venv (crowd-kit pins scikit-learn below 1.6):
     python3 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements-bench.txt
     nice -n 10 .venv-bench/bin/python bench/consensus.py
 
-Everything is simulated except the ground-truth labels: the inspectors (labeling/simulation.py)
+Everything is simulated except the ground-truth labels: the inspectors (simulation/crowd_model.py)
 and the "model prior", which is a simulated calibrated classifier, not a trained network.
 Every item gets the same 5 pre-drawn answers from 5 distinct random inspectors; a fixed budget
 of r uses the first r of them and adaptive redundancy uses as many as its stopping rule asks
@@ -16,7 +16,6 @@ for, so all methods are compared on exactly the same answers.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import platform
 import shlex
@@ -29,19 +28,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _load(name: str):
-    # By file path: labeling/__init__.py may pull in Django/Celery, these two modules do not.
-    spec = importlib.util.spec_from_file_location(
-        f"_bench_{name}", ROOT / "labeling" / f"{name}.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses need the module registered
-    spec.loader.exec_module(module)
-    return module
-
-
-cs = _load("consensus")
-sim = _load("simulation")
+sys.path.insert(0, str(ROOT))
+# Neither package's __init__ imports Django, so the plain numpy modules load on their own.
+from labeling import consensus as cs  # noqa: E402
+from simulation import crowd_model as sim  # noqa: E402
 
 K = sim.K
 CROWD_MIX = {"expert": 3, "average": 10, "careless": 4, "spammer_uniform": 2, "spammer_constant": 1}

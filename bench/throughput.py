@@ -81,11 +81,11 @@ def main(argv: list[str] | None = None) -> dict:
     from labeling.celery import app
     from labeling.demo import FASHION_LABELS
     from labeling.ingest import Upload, item_ingest
+    from labeling.machine.promotion import model_promote
     from labeling.models import Item, ItemStatus, ModelVersion, Prediction
     from labeling.project_setup import LabelSpec, project_create
     from ml.checkpoint import read_config
     from ml.fashion_mnist import load_split
-    from ml.services.promotion import model_promote
 
     call_command("migrate", verbosity=0)
     app.control.purge()

@@ -19,6 +19,7 @@ from labeling.errors import (
     NothingToUndo,
     ServiceError,
 )
+from labeling.machine.audit import audit_record
 from labeling.models import (
     Annotation,
     Assignment,
@@ -85,8 +86,6 @@ def item_finalize(*, item: Item, label: Label, source: str, confidence: float | 
         # A machine label's credit was already decided by the router's two-threshold rule.
         credit_decide(item=item, source=source, label_name=label.name)
     if item.is_audit and source in (ItemSource.CONSENSUS, ItemSource.EXPERT):
-        from ml.services.audit import audit_record
-
         audit_record(item=item)
 
 

@@ -9,4 +9,10 @@ class LabelingConfig(AppConfig):
     def ready(self) -> None:
         # Importing the Celery app here makes tasks queued from web requests use its settings
         # without pulling Django into labeling/__init__.py (the consensus math stays Django-free).
-        from labeling import celery  # noqa: F401
+        # The task modules register every job that labeling.dispatch queues by name, in web
+        # processes and workers alike (Celery's autodiscovery only finds ``labeling.tasks``).
+        from labeling import (
+            celery,  # noqa: F401
+            tasks,  # noqa: F401
+        )
+        from labeling.machine import tasks as machine_tasks  # noqa: F401

@@ -15,6 +15,7 @@ from labeling.answers import gold_item_add
 from labeling.ingest import Upload, item_ingest
 from labeling.models import Item, Project
 from labeling.project_setup import LabelSpec, member_add, project_create
+from ml import fashion_mnist
 
 DEMO_SLUG = "fashion-demo"
 DEMO_USERS = {
@@ -70,8 +71,6 @@ def demo_seed(
     progress=None,
 ) -> DemoResult:
     """Idempotent: users and project are created once; images are added up to ``images``."""
-    from ml import fashion_mnist
-
     credentials = demo_users_ensure()
     project = Project.objects.filter(slug=DEMO_SLUG).first()
     if project is None:

@@ -12,6 +12,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
+from labeling.dispatch import prediction_queue
 from labeling.images import ImageRejected, image_check
 from labeling.models import Item, Project
 
@@ -181,8 +182,6 @@ def item_ingest(
 ) -> IngestReport:
     """Validate, de-duplicate, store and thumbnail each upload; queue the new items for
     prediction once the surrounding transaction commits. A refused file never stops the rest."""
-    from ml.tasks import predict_items  # imported here: ml's tasks import this app's models
-
     report = IngestReport()
     for upload in uploads:
         result = _ingest_one(project, upload, uploader)
@@ -190,10 +189,6 @@ def item_ingest(
             logger.info("Refused %s for project %s: %s", result.name, project.slug, result.reason)
         report.results.append(result)
 
-    ids = report.created_ids
-    if queue_prediction and ids:
-        batch = settings.PREDICTION_BATCH_SIZE
-        for start in range(0, len(ids), batch):
-            chunk = ids[start : start + batch]
-            transaction.on_commit(lambda chunk=chunk: predict_items.delay(chunk))
+    if queue_prediction and report.created_ids:
+        prediction_queue(report.created_ids)
     return report

@@ -24,6 +24,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 from django.utils import timezone
 
+from labeling.answers import item_finalize
 from labeling.ingest import Upload, item_ingest
 from labeling.models import Item, ItemSource, Manifest, ManifestKind, Project
 
@@ -211,8 +212,6 @@ def manifest_import(
 ) -> ImportReport:
     """Import a Ground Truth manifest: each valid line becomes (or relabels) an item labeled
     with source ``imported``; each bad line is reported with its line number."""
-    from labeling.answers import item_finalize
-
     report = ImportReport()
     labels = list(project.labels.all())
     by_name = {label.name: label for label in labels}

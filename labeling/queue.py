@@ -17,6 +17,7 @@ from django.utils import timezone
 from labeling.errors import LeaseNotYours, ServiceError
 from labeling.models import (
     Annotation,
+    AnnotatorSkill,
     Assignment,
     AssignmentStatus,
     GoldItem,
@@ -199,8 +200,6 @@ def assignment_skip(
 
 def inspector_today(*, project: Project, user: AbstractBaseUser) -> dict:
     """Today's answer count and gold accuracy, for the inspector's own page."""
-    from labeling.models import AnnotatorSkill
-
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     answered = Annotation.objects.filter(
         project=project,

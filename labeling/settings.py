@@ -51,7 +51,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "labeling",
     "inspector",
-    "ml",
+    "simulation",
 ]
 
 MIDDLEWARE = [
@@ -189,9 +189,12 @@ CELERY_TIMEZONE = TIME_ZONE
 
 CELERY_BEAT_SCHEDULE = {
     "expire-leases": {"task": "labeling.tasks.expire_leases", "schedule": 60.0},
-    "training-triggers": {"task": "ml.tasks.check_training_triggers", "schedule": 300.0},
+    "training-triggers": {
+        "task": "labeling.machine.tasks.check_training_triggers",
+        "schedule": 300.0,
+    },
     "nightly-training": {
-        "task": "ml.tasks.nightly_training",
+        "task": "labeling.machine.tasks.nightly_training",
         "schedule": crontab(hour=int(os.environ.get("NIGHTLY_TRAINING_HOUR", 2)), minute=0),
     },
     "refit-trust": {

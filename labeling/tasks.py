@@ -5,7 +5,7 @@ from django.db import InterfaceError, OperationalError
 
 from labeling.models import Project
 from labeling.queue import leases_expire
-from labeling.trust import skills_refit
+from labeling.refit import project_refit
 
 RETRY = {"autoretry_for": (OperationalError, InterfaceError), "retry_backoff": 2, "max_retries": 5}
 
@@ -18,7 +18,7 @@ def expire_leases() -> int:
 @shared_task(**RETRY)
 def refit_project_trust(project_id: int) -> dict:
     project = Project.objects.filter(pk=project_id).first()
-    return skills_refit(project=project) if project else {}
+    return project_refit(project=project) if project else {}
 
 
 @shared_task

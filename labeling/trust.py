@@ -12,7 +12,7 @@ import numpy as np
 from django.db import transaction
 
 from labeling import consensus
-from labeling.models import Annotation, AnnotatorSkill, GoldItem, Item, ItemStatus, Project
+from labeling.models import Annotation, AnnotatorSkill, GoldItem, Item, Project
 
 
 def class_count(project: Project) -> int:
@@ -107,7 +107,8 @@ def current_answers(item: Item) -> list[Annotation]:
 
 def skills_refit(*, project: Project) -> dict:
     """EM over every current answer of the project (gold items fixed to their answer); replaces
-    the incremental evidence, the class balance and the newcomer pool. Returns timing figures."""
+    the incremental evidence, the class balance and the newcomer pool. Returns timing figures.
+    Open items are not re-scored here: ``labeling.refit.project_refit`` does both."""
     started = time.perf_counter()
     labels = list(project.labels.values_list("pk", flat=True))
     k = len(labels)
@@ -165,17 +166,6 @@ def skills_refit(*, project: Project) -> dict:
         }
         Project.objects.filter(pk=project.pk).update(consensus_state=state)
         project.consensus_state = state
-    # Items still collecting answers get the refreshed posterior (they may now be decided).
-    from labeling.answers import item_consensus_update
-
-    open_items = Item.objects.filter(
-        project=project, status=ItemStatus.IN_REVIEW, answer_count__gt=0
-    )
-    for item_id in open_items.values_list("pk", flat=True):
-        with transaction.atomic():
-            item = Item.objects.select_for_update(of=("self",)).get(pk=item_id)
-            if item.status == ItemStatus.IN_REVIEW:
-                item_consensus_update(item)
     return {
         "answers": len(rows),
         "items": len(item_ids),

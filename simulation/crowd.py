@@ -10,11 +10,11 @@ import numpy as np
 import requests
 from PIL import Image
 
-from simulation import crowd_model as sim
 from labeling.access import Role
 from labeling.models import (
     Project,
 )
+from simulation import crowd_model as sim
 
 LABELS = (
     ("t-shirt-top", "T-shirt/top"),

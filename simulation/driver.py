@@ -11,6 +11,13 @@ from datetime import date
 import numpy as np
 from django.utils import timezone
 
+from labeling.models import (
+    Item,
+    ItemStatus,
+    ModelStatus,
+    ModelVersion,
+    Project,
+)
 from simulation import crowd_model as sim
 from simulation.crowd import (
     LABELS,
@@ -22,13 +29,6 @@ from simulation.crowd import (
     project_prepare,
 )
 from simulation.measures import LoopMeasures
-from labeling.models import (
-    Item,
-    ItemStatus,
-    ModelStatus,
-    ModelVersion,
-    Project,
-)
 
 # --- waiting for the worker ---------------------------------------------------------------------
 
@@ -187,8 +187,8 @@ class Loop(LoopMeasures):
 
     def triggers(self) -> None:
         """The periodic jobs beat would run, sent now: a trust refit and the training check."""
-        from labeling.tasks import refit_project_trust
         from labeling.machine.tasks import check_training_triggers
+        from labeling.tasks import refit_project_trust
 
         refit_project_trust.delay(self.project.pk)
         check_training_triggers.delay()

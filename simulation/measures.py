@@ -13,8 +13,6 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from labeling import consensus
-from simulation import crowd_model as sim
-from simulation.crowd import LABELS
 from labeling.models import (
     Annotation,
     CostEntry,
@@ -27,6 +25,8 @@ from labeling.models import (
     PredictionDecision,
     Project,
 )
+from simulation import crowd_model as sim
+from simulation.crowd import LABELS
 
 
 class LoopMeasures:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]  # the repository: where manage.py and labeling/ are
+ROOT = Path(__file__).resolve().parents[1]  # the repository: where manage.py and labeling/ are
 
 
 @contextmanager

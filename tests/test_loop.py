@@ -5,7 +5,9 @@ import os
 
 import pytest
 
-from labeling.loop import Loop, LoopConfig, free_port, gunicorn_argv, process, wait_http
+from simulation.crowd import LoopConfig
+from simulation.driver import Loop
+from simulation.processes import free_port, gunicorn_argv, process, wait_http
 from tests.worker import can_run, celery_worker, database_url
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -11,9 +11,9 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
 from labeling.errors import ServiceError
+from labeling.machine.promotion import model_promote, model_rollback
+from labeling.machine.training import training_start
 from labeling.models import ModelStatus, ModelVersion
-from ml.services.promotion import model_promote, model_rollback
-from ml.services.training import training_start
 
 PROMOTABLE = (ModelStatus.READY, ModelStatus.RETIRED)
 

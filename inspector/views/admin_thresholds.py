@@ -11,12 +11,12 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
 from labeling.errors import ServiceError
-from ml.services.threshold_changes import (
+from labeling.machine.threshold_changes import (
     threshold_changes_recent,
     threshold_resume,
     thresholds_save,
 )
-from ml.services.threshold_tuning import (
+from labeling.machine.threshold_tuning import (
     threshold_classes,
     threshold_curve,
     threshold_preview,

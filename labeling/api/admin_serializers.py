@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
+from labeling.machine.threshold_tuning import ThresholdSettingsInvalid, threshold_settings_clean
 from labeling.models import ModelVersion, ThresholdMode
-from ml.services.threshold_tuning import ThresholdSettingsInvalid, threshold_settings_clean
 
 
 class ThresholdSettingsSerializer(serializers.Serializer):

@@ -16,11 +16,11 @@ from labeling.api.admin_serializers import (
     ThresholdStateSerializer,
 )
 from labeling.api.permissions import api_project
+from labeling.machine.promotion import model_promote, model_rollback
+from labeling.machine.threshold_changes import threshold_state, thresholds_save
+from labeling.machine.threshold_tuning import threshold_preview
+from labeling.machine.training import training_start
 from labeling.models import ModelVersion
-from ml.services.promotion import model_promote, model_rollback
-from ml.services.threshold_changes import threshold_state, thresholds_save
-from ml.services.threshold_tuning import threshold_preview
-from ml.services.training import training_start
 
 ADMINS = (Role.ADMIN,)
 READERS = (Role.ADMIN, Role.MANAGER)

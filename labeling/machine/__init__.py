@@ -6,8 +6,8 @@ images, labels and settings, and stores what comes back. One entry per use case:
   ``predict.project_repredict``);
 - the thresholds in force for a model: ``predictors.project_thresholds``;
 - the live audit of auto-labels: ``audit.audit_record``, ``threshold_changes.threshold_resume``;
-- threshold tuning for admins: ``threshold_tuning.threshold_curve``, ``threshold_tuning.threshold_preview``,
-  ``threshold_changes.thresholds_save``;
+- threshold tuning for admins: ``threshold_tuning.threshold_curve``,
+  ``threshold_tuning.threshold_preview``, ``threshold_changes.thresholds_save``;
 - training jobs: ``training.training_start``, ``training.training_run``;
 - promotion: ``promotion.promotion_gate``, ``promotion.model_promote``,
   ``promotion.model_rollback``.

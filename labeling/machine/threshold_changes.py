@@ -13,7 +13,6 @@ from django.db import transaction
 from labeling.errors import ServiceError
 from labeling.machine.audit import autolabel_resume
 from labeling.machine.predict import project_repredict
-from labeling.models import Project, ThresholdChange
 from labeling.machine.threshold_tuning import (
     active_model_of,
     effective_thresholds,
@@ -21,6 +20,7 @@ from labeling.machine.threshold_tuning import (
     threshold_settings_clean,
     threshold_settings_current,
 )
+from labeling.models import Project, ThresholdChange
 
 RECENT_CHANGES = 10
 

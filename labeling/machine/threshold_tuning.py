@@ -27,6 +27,7 @@ import numpy as np
 from labeling.credits import credit_machine_outcome, credited_label
 from labeling.errors import ServiceError
 from labeling.machine.audit import live_precision
+
 # reroutable_items is the one definition of an "untouched" queued item.
 from labeling.machine.predict import reroutable_items
 from labeling.machine.predictors import derived_thresholds, heldout_load, heldout_thresholds

@@ -7,11 +7,11 @@ import pytest
 from django.utils import timezone
 
 from labeling.access import Role
+from labeling.machine.predict import items_predict
+from labeling.machine.promotion import model_promote
 from labeling.models import ModelStatus, ModelVersion, Project
 from labeling.project_setup import member_add
-from ml.services import items_predict
-from ml.services.promotion import model_promote
-from tests.ml.django_fixtures import (
+from tests.machine.fixtures import (
     add_shapes,
     install_model,
     shapes_project,

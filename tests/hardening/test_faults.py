@@ -17,12 +17,12 @@ from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
 from labeling.access import Role
+from labeling.dispatch import PREDICT_ITEMS
+from labeling.machine.promotion import model_promote
 from labeling.models import Annotation, Assignment, Item, ItemStatus, Prediction, Project
 from labeling.project_setup import member_add, project_create
-from ml.services.promotion import model_promote
 from tests.hardening.conftest import needs_postgres, worker
-from tests.ml import conftest as _ml_conftest  # noqa: F401 - loads before django_fixtures (cycle)
-from tests.ml.django_fixtures import (  # noqa: F401
+from tests.machine.fixtures import (  # noqa: F401
     add_shapes,
     install_model,
     shapes_project,
@@ -65,7 +65,9 @@ def publish_batches(broker_url: str, item_ids: list[int], batch: int = BATCH) ->
     with publisher.connection_for_write(broker_url) as conn:
         for start in range(0, len(item_ids), batch):
             publisher.send_task(
-                "ml.tasks.predict_items", args=[item_ids[start : start + batch]], connection=conn
+                PREDICT_ITEMS,
+                args=[item_ids[start : start + batch]],
+                connection=conn,
             )
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 from labeling.access import Role
 from labeling.models import ItemSource, ModelStatus, ModelVersion
 from labeling.project_setup import member_add
-from tests.ml.django_fixtures import (
+from tests.machine.fixtures import (
     add_shapes,
     install_model,
     shapes_project,

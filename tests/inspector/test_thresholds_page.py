@@ -5,12 +5,12 @@ import pytest
 from django.urls import reverse
 
 from labeling.access import Role
+from labeling.machine.predict import items_predict
+from labeling.machine.promotion import model_promote
+from labeling.machine.threshold_tuning import threshold_preview
 from labeling.models import Item, ItemStatus, Project, ThresholdChange
 from labeling.project_setup import member_add
-from ml.services import items_predict
-from ml.services.promotion import model_promote
-from ml.services.threshold_tuning import threshold_preview
-from tests.ml.django_fixtures import (
+from tests.machine.fixtures import (
     add_shapes,
     install_model,
     shapes_project,

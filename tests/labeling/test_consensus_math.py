@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from labeling import consensus as cs
-from labeling import simulation as sim
+from simulation import crowd_model as sim
 
 K = 10
 

@@ -20,7 +20,7 @@ from labeling.models import (
     ItemStatus,
 )
 from labeling.queue import assignment_next, leases_expire
-from labeling.trust import skills_refit
+from labeling.refit import project_refit
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -79,7 +79,7 @@ def test_trusted_inspector_outvotes_two_spammers(project, make_user):
     train_on_gold(project, spam2, 20, correct=False, offset=3000)
     assert AnnotatorSkill.objects.get(annotator=expert).gold_correct == 20
     assert AnnotatorSkill.objects.get(annotator=spam1).gold_correct == 0
-    skills_refit(project=project)  # the periodic EM refit (beat) also refreshes the pool
+    project_refit(project=project)  # the periodic EM refit (beat) also refreshes the pool
 
     project.min_answers, project.max_answers, project.consensus_target = 3, 3, 0.9
     project.save()

@@ -61,7 +61,7 @@ def add_shapes(
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny model trained once per module, with its held-out predictions saved beside it."""
-    from ml.services.training import _heldout_save
+    from labeling.machine.training import _heldout_save
     from ml.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny") / "model"

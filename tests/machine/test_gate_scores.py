@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ml.services.promotion import heldout_score, less_precise_than_active
+from labeling.machine.promotion import heldout_score, less_precise_than_active
 
 
 @pytest.fixture(autouse=True)

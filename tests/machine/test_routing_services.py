@@ -5,11 +5,12 @@ import random
 import pytest
 from django.core.files.storage import default_storage
 
+from labeling.machine.predict import items_predict
+from labeling.machine.predictors import predictor_for
+from labeling.machine.promotion import model_promote
 from labeling.models import Item, ItemStatus, Prediction, Project
 from labeling.queue import assignment_next
-from ml.services import items_predict, predictor_for
-from ml.services.promotion import model_promote
-from tests.ml.django_fixtures import add_shapes, install_model, shapes_project
+from tests.machine.fixtures import add_shapes, install_model, shapes_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -68,7 +69,7 @@ def test_class_without_enough_calibration_data_is_never_auto_labeled(
     project.threshold_mode = Project.ThresholdMode.TARGET
     project.save()
     # 30 held-out images (10 per class) cannot prove 98% precision with 95% confidence.
-    from ml.services import project_thresholds
+    from labeling.machine.predictors import project_thresholds
 
     assert project_thresholds(project, model) == [None, None, None]
     ids = new_items(project, 6)

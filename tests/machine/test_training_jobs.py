@@ -6,13 +6,13 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from labeling.errors import ServiceError
+from labeling.machine.predictors import checkpoint_path, heldout_load
+from labeling.machine.promotion import model_promote, model_rollback
+from labeling.machine.training import TrainingRefused, training_run, training_start
 from labeling.models import Item, ItemStatus, ModelStatus, ModelVersion, Project
 from labeling.queue import assignment_next
 from ml.inference import Predictor
-from ml.services.predict import checkpoint_path, heldout_load
-from ml.services.promotion import model_promote, model_rollback
-from ml.services.training import TrainingRefused, training_run, training_start
-from tests.ml.django_fixtures import TINY, add_shapes, install_model, shapes_project
+from tests.machine.fixtures import TINY, add_shapes, install_model, shapes_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

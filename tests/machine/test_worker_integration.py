@@ -2,9 +2,9 @@
 
 import pytest
 
+from labeling.machine.promotion import model_promote
 from labeling.models import Item, ItemStatus, Prediction, Project
-from ml.services.promotion import model_promote
-from tests.ml.django_fixtures import add_shapes, install_model, shapes_project
+from tests.machine.fixtures import add_shapes, install_model, shapes_project
 from tests.worker import can_run, celery_worker, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]

@@ -38,7 +38,3 @@ def _two_threads():
     torch.set_num_threads(2)
     yield
     torch.set_num_threads(previous)
-
-
-# The Django side's fixtures (a tiny trained checkpoint shared per module).
-from tests.ml.django_fixtures import tiny_checkpoint  # noqa: E402, F401

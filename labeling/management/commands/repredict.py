@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from labeling.models import Project
 from labeling.machine.predict import project_repredict
+from labeling.models import Project
 
 
 class Command(BaseCommand):

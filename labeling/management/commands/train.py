@@ -2,8 +2,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from labeling.errors import ServiceError
-from labeling.models import Project
 from labeling.machine.training import training_run, training_start
+from labeling.models import Project
 
 
 class Command(BaseCommand):

@@ -1,0 +1,103 @@
+"""The models a worker has loaded, and the thresholds in force for a project's active model.
+
+Loading a checkpoint takes about a second and a worker predicts many batches, so each worker
+process keeps one loaded Predictor. The held-out (validation) probabilities saved next to a
+checkpoint are the evidence its guaranteed thresholds are derived from.
+"""
+
+import threading
+from pathlib import Path
+
+import numpy as np
+from django.conf import settings
+
+from labeling.models import ModelVersion, Project
+from ml import thresholds
+
+_predictors: dict[tuple[int, str], object] = {}
+_predictors_lock = threading.Lock()
+
+
+def checkpoint_path(model_version: ModelVersion) -> Path:
+    return Path(settings.MODEL_ROOT) / model_version.checkpoint_dir
+
+
+def predictor_for(model_version: ModelVersion):
+    """A loaded Predictor, cached per worker process (loading takes a second; batches are many)."""
+    from ml.inference import Predictor  # imports torch: only where a model is run
+
+    key = (model_version.pk, model_version.checkpoint_dir)
+    with _predictors_lock:
+        if key not in _predictors:
+            _predictors.clear()  # keep one model in memory per process
+            _predictors[key] = Predictor.load(
+                checkpoint_path(model_version), num_threads=settings.INFERENCE_THREADS
+            )
+        return _predictors[key]
+
+
+def heldout_load(model_version: ModelVersion) -> dict[str, np.ndarray] | None:
+    """The held-out (validation) probabilities and human labels saved after training."""
+    path = checkpoint_path(model_version) / "heldout.npz"
+    if not path.exists():
+        return None
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def project_thresholds(project: Project, model_version: ModelVersion) -> list[float | None]:
+    """Accept threshold per class (label position order); None never auto-labels that class.
+
+    Manual mode: the admin's numbers. Target mode: the lowest threshold per class whose
+    precision is at least ``target_precision`` with ``threshold_confidence`` on the model's
+    held-out labels (Learn-then-Test, ml.thresholds)."""
+    labels = list(project.labels.all())
+    if project.threshold_mode == Project.ThresholdMode.MANUAL:
+        chosen = [project.manual_thresholds.get(label.name) for label in labels]
+    else:
+        chosen = derived_thresholds(
+            model_version, project.target_precision, project.threshold_confidence
+        )
+        chosen = [chosen.get(label.name) for label in labels]
+    paused = project.autolabel_paused or {}
+    return [
+        None if label.name in paused else value for label, value in zip(labels, chosen, strict=True)
+    ]
+
+
+def derived_thresholds(
+    model_version: ModelVersion, target: float, confidence: float
+) -> dict[str, float | None]:
+    """Per class name: the guaranteed threshold for ``target`` precision at ``confidence``."""
+    stored = model_version.thresholds or {}
+    if (
+        stored.get("target") == target
+        and stored.get("confidence") == confidence
+        and "per_class" in stored
+    ):
+        return stored["per_class"]
+    names = model_version.metrics.get("class_names") or []
+    details = heldout_thresholds(model_version, target, confidence, names)
+    if details is None:
+        return {}
+    return {name: detail.threshold for name, detail in details.items()}
+
+
+def heldout_thresholds(
+    model_version: ModelVersion, target: float, confidence: float, names: list[str]
+) -> dict | None:
+    """Learn-then-Test outcome per class name (``ml.thresholds.ClassThreshold``: threshold,
+    support, reason) on the model's held-out labels; None without a held-out set."""
+    heldout = heldout_load(model_version)
+    if heldout is None or not names or heldout["probs"].shape[1] != len(names):
+        return None
+    chosen = thresholds.select_thresholds(
+        heldout["probs"],
+        None,
+        heldout["labels"],
+        len(names),
+        target=target,
+        delta=1 - confidence,
+        min_support=settings.THRESHOLD_MIN_SUPPORT,
+    )
+    return dict(zip(names, chosen, strict=True))
