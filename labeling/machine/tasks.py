@@ -8,6 +8,7 @@ from django.db import InterfaceError, OperationalError
 
 from labeling import dispatch
 from labeling.errors import ServiceError
+from labeling.machine.model_import import model_import_score
 from labeling.machine.predict import items_predict
 from labeling.machine.training import new_label_count, training_due, training_run, training_start
 from labeling.models import Project
@@ -33,6 +34,13 @@ def predict_items(item_ids: list[int], reroute: bool = False) -> dict:
 @shared_task(name=dispatch.TRAIN_MODEL_VERSION, **DB_RETRY)
 def train_model_version(model_version_id: int) -> str:
     model = training_run(model_version_id=model_version_id)
+    return model.status if model else "missing"
+
+
+# Like training: late acknowledgement, and the service skips a version no longer 'training'.
+@shared_task(name=dispatch.SCORE_IMPORTED_MODEL, **DB_RETRY)
+def score_imported_model(model_version_id: int) -> str:
+    model = model_import_score(model_version_id=model_version_id)
     return model.status if model else "missing"
 
 

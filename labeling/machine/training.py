@@ -21,6 +21,7 @@ from django.utils import timezone
 
 from labeling.dispatch import TRAIN_MODEL_VERSION, job_queue
 from labeling.errors import ServiceError
+from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
 from labeling.models import Item, ItemSource, Manifest, ModelStatus, ModelVersion, Project
@@ -194,7 +195,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
             **knobs,
         )
         result = train(config)
-        heldout = _heldout_save(
+        heldout = heldout_save(
             output,
             [samples[i][0] for i in val_idx],
             labels[val_idx],
@@ -238,26 +239,6 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     promotion_gate(model=model)
     model.refresh_from_db()
     return model
-
-
-def _heldout_save(
-    output: Path, images: list[bytes], labels: np.ndarray, item_ids: list[int]
-) -> dict:
-    """The candidate's calibrated probabilities on its held-out labels, for thresholds, the
-    admin's risk-coverage curve and the promotion gate."""
-    from ml.inference import Predictor  # imports torch: workers only
-
-    predictor = Predictor.load(output, num_threads=settings.TRAIN_THREADS)
-    probs = predictor.predict(images, batch_size=settings.PREDICTION_BATCH_SIZE).probs
-    data = {
-        "probs": probs,
-        "labels": np.asarray(labels, dtype=np.int64),
-        "item_ids": np.asarray(item_ids),
-    }
-    tmp = output / "heldout.tmp.npz"
-    np.savez(tmp, **data)
-    tmp.replace(output / "heldout.npz")
-    return data
 
 
 def _jsonable(value):
