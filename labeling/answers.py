@@ -18,6 +18,7 @@ from labeling.errors import (
     NotDisputed,
     NothingToUndo,
     ServiceError,
+    project_require_open,
 )
 from labeling.machine.audit import audit_record
 from labeling.models import (
@@ -162,6 +163,7 @@ def annotation_submit(
     ):
         raise ServiceError("time_on_task_ms must be a whole number of milliseconds, 0 or more.")
     time_on_task_ms = min(time_on_task_ms, MAX_TIME_ON_TASK_MS)
+    project_require_open(project)
     with transaction.atomic():
         assignment = (
             Assignment.objects.select_for_update(of=("self",))
@@ -244,6 +246,7 @@ def _apply_answer(item: Item, annotation: Annotation, is_gold: bool, *, sign: in
 def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
     """Take back the user's last answer in ``project`` within the undo window: append an undo row,
     reopen the item if that answer had closed it, and lease the item to the user again."""
+    project_require_open(project)
     with transaction.atomic():
         last = (
             Annotation.objects.filter(
@@ -332,6 +335,7 @@ def item_resolve_expert(
 ) -> Item:
     """An admin decides a disputed item. The decision becomes gold, so it also updates the trust
     of everyone who answered it."""
+    project_require_open(project)
     label = label_for(project, label_name)
     with transaction.atomic():
         item = (

@@ -13,6 +13,7 @@ from PIL import Image
 from labeling.access import Role
 from labeling.answers import gold_item_add
 from labeling.ingest import Upload, item_ingest
+from labeling.members import site_admin_set
 from labeling.models import Item, Project
 from labeling.project_setup import LabelSpec, member_add, project_create
 from ml import fashion_mnist
@@ -85,7 +86,10 @@ def demo_seed(
         )
     User = get_user_model()
     for username, role in DEMO_USERS.items():
-        member_add(project=project, user=User.objects.get(username=username), role=role)
+        user = User.objects.get(username=username)
+        member_add(project=project, user=user, role=role)
+        if role == Role.ADMIN:
+            site_admin_set(user=user, on=True)  # may create projects of their own
     result = DemoResult(project=project, new_credentials=credentials)
 
     root = Path(data_root) if data_root else fashion_mnist.DEFAULT_ROOT

@@ -34,3 +34,16 @@ class NothingToUndo(ServiceError):
 
 class NotDisputed(ServiceError):
     status, code = 409, "not_disputed"
+
+
+class ProjectArchived(ServiceError):
+    status, code = 409, "project_archived"
+
+
+def project_require_open(project) -> None:
+    """Refuse work on an archived project: it takes no uploads, leases, answers or trainings."""
+    if project.archived_at is not None:
+        raise ProjectArchived(
+            f"{project.name} is archived: it takes no new images, answers or trainings. "
+            "An admin of the project can restore it on its settings page."
+        )

@@ -13,6 +13,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from labeling.dispatch import prediction_queue
+from labeling.errors import project_require_open
 from labeling.images import ImageRejected, image_check
 from labeling.models import Item, Project
 
@@ -182,6 +183,7 @@ def item_ingest(
 ) -> IngestReport:
     """Validate, de-duplicate, store and thumbnail each upload; queue the new items for
     prediction once the surrounding transaction commits. A refused file never stops the rest."""
+    project_require_open(project)
     report = IngestReport()
     for upload in uploads:
         result = _ingest_one(project, upload, uploader)

@@ -14,7 +14,7 @@ from django.db.models import Count, Exists, F, IntegerField, OuterRef, Subquery,
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from labeling.errors import LeaseNotYours, ServiceError
+from labeling.errors import LeaseNotYours, ServiceError, project_require_open
 from labeling.models import (
     Annotation,
     AnnotatorSkill,
@@ -139,6 +139,7 @@ def assignment_next(
     """Lease the next item to ``user``: a gold item at the project's gold rate, else the queued
     item closest to a decision, else the oldest. None when nothing is left for them."""
     rng = rng or random
+    project_require_open(project)
     now = timezone.now()
     leases_expire(project=project, now=now)
     if _open_leases_of(user, project).count() >= MAX_OPEN_LEASES:

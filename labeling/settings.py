@@ -55,6 +55,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "labeling.error_pages.StyledNotFoundMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -242,7 +243,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
-    "ENUM_NAME_OVERRIDES": {"ItemSourceEnum": "labeling.models.items.ItemSource"},
+    "ENUM_NAME_OVERRIDES": {
+        "ItemSourceEnum": "labeling.models.items.ItemSource",
+        "ThresholdModeEnum": "labeling.models.projects.ThresholdMode",
+    },
 }
 
 if not DEBUG:

@@ -23,7 +23,7 @@ def refit_project_trust(project_id: int) -> dict:
 
 @shared_task
 def refit_all_projects() -> int:
-    ids = list(Project.objects.values_list("pk", flat=True))
+    ids = list(Project.objects.filter(archived_at__isnull=True).values_list("pk", flat=True))
     for project_id in ids:
         refit_project_trust.delay(project_id)
     return len(ids)

@@ -1,24 +1,30 @@
 """Every URL, every kind of visitor: a table-driven check of roles and membership.
 
 Each named URL must have a row here; a new URL without one fails ``test_every_url_has_a_rule``.
-Rows say which method to try and which roles may use it. Outsiders (members of another project)
-must get 404 on anything project-scoped, so they cannot learn a project exists; anonymous
-visitors go to the login page (pages) or get 401/403 (API).
+Rows say which method to try and which roles may use it; a URL with several methods has a row
+per method (``name@method``). Outsiders (members of another project) must get 404 on anything
+project-scoped, so they cannot learn a project exists; anonymous visitors go to the login page
+(pages) or get 401/403 (API). Project creation is not project-scoped: site admins (the ``admin``
+group: here the project's admin and the outsider, an admin elsewhere) may, everyone else gets 403.
 """
 
 import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from labeling.access import Role
 from labeling.ingest import Upload, item_ingest
 from labeling.manifests import manifest_export
 from labeling.models import ModelVersion
+from labeling.project_setup import member_add
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.django_db
 
 A, INSP, M = "admin", "inspector", "manager"
 PAGE, API = "page", "api"
+SITE_ADMINS = "site-admins"
+SIGNED_IN = "signed-in"
 # name: (kind, method, roles allowed, extra kwargs besides slug)
 RULES = {
     "home": (PAGE, "get", "public-members", {}),
@@ -66,9 +72,33 @@ RULES = {
     "api-model-promote": (API, "post", {A}, {"version": "version"}),
     "api-report-costs": (API, "get", {A, M}, {}),
     "api-credits": (API, "get", {A, M}, {}),
+    # Setting up projects and people (labeling.project_setup, labeling.members).
+    "project-new": (PAGE, "get", SITE_ADMINS, {}),
+    "project-new@post": (PAGE, "post", SITE_ADMINS, {}),
+    "project-settings": (PAGE, "get", {A}, {}),
+    "project-settings@post": (PAGE, "post", {A}, {}),
+    "project-archive": (PAGE, "post", {A}, {}),
+    "project-restore": (PAGE, "post", {A}, {}),
+    "members": (PAGE, "get", {A}, {}),
+    "members@post": (PAGE, "post", {A}, {}),
+    "member-role": (PAGE, "post", {A}, {"user_id": "member"}),
+    "member-remove": (PAGE, "post", {A}, {"user_id": "member"}),
+    "answers": (PAGE, "get", {A, M}, {}),
+    "password-change": (PAGE, "get", SIGNED_IN, {}),
+    "api-projects@post": (API, "post", SITE_ADMINS, {}),
+    "api-project@patch": (API, "patch", {A}, {}),
+    "api-project-archive": (API, "post", {A}, {}),
+    "api-project-restore": (API, "post", {A}, {}),
+    "api-members": (API, "get", {A}, {}),
+    "api-members@post": (API, "post", {A}, {}),
+    "api-member": (API, "patch", {A}, {"user_id": "member"}),
+    "api-member@delete": (API, "delete", {A}, {"user_id": "member"}),
+    "api-answers": (API, "get", {A, M}, {}),
 }
-# Not project-scoped; covered by their own tests (login throttling, schema validation).
-UNSCOPED = {"login", "logout", "api-schema", "api-docs"}
+# Not project-scoped; covered by their own tests (login throttling, schema validation, the
+# one-time set-password link in tests/inspector/test_members_page.py).
+UNSCOPED = {"login", "logout", "api-schema", "api-docs", "password-set"}
+NOT_PROJECT_SCOPED = {"home", "api-projects", "project-new", "password-change"}
 # What an allowed visitor may get: success, a redirect with a message, or a refusal that is
 # about the request's content rather than who sent it.
 ALLOWED_STATUSES = {200, 201, 204, 302, 400, 409, 415}
@@ -87,36 +117,43 @@ def url_names() -> set[str]:
     return set(walk(get_resolver().url_patterns))
 
 
+def url_name(rule: str) -> str:
+    return rule.split("@")[0]
+
+
 def test_every_url_has_a_rule():
-    missing = url_names() - set(RULES) - UNSCOPED
+    missing = url_names() - {url_name(rule) for rule in RULES} - UNSCOPED
     assert not missing, (
         f"URLs without an access rule in tests/test_permissions.py: {sorted(missing)}"
     )
 
 
 @pytest.fixture
-def objects(project, people):
+def objects(project, people, make_user):
     item = item_ingest(project=project, uploads=[Upload("a.png", image_bytes())]).created_ids[0]
     manifest = manifest_export(project=project)
     ModelVersion.objects.create(project=project, version=1, status=ModelVersion.Status.READY)
-    return {"item": item, "manifest": manifest.pk, "version": 1}
+    # A member none of the callers is, so removing them does not change who the callers are.
+    member = make_user("tom-target", Role.INSPECTOR)
+    member_add(project=project, user=member)
+    return {"item": item, "manifest": manifest.pk, "version": 1, "member": member.pk}
 
 
-def url_for(name: str, objects: dict) -> str:
-    kind, method, roles, extra = RULES[name]
+def url_for(rule: str, objects: dict) -> str:
+    kind, method, roles, extra = RULES[rule]
     kwargs = {key: objects[value] for key, value in extra.items()}
-    if name in ("home", "api-projects"):
-        return reverse(name)
-    return reverse(name, kwargs={"slug": "reviews", **kwargs})
+    if url_name(rule) in NOT_PROJECT_SCOPED:
+        return reverse(url_name(rule))
+    return reverse(url_name(rule), kwargs={"slug": "reviews", **kwargs})
 
 
-def call(client: Client, name: str, url: str):
-    kind, method, _, _ = RULES[name]
+def call(client: Client, rule: str, url: str):
+    kind, method, _, _ = RULES[rule]
     if method == "get":
         return client.get(url)
-    return (
-        client.post(url, {}, content_type="application/json") if kind == API else client.post(url)
-    )
+    if kind == API:
+        return getattr(client, method)(url, {}, content_type="application/json")
+    return client.post(url)
 
 
 @pytest.mark.parametrize("name", sorted(RULES))
@@ -139,6 +176,11 @@ def test_access_rule(name, people, objects):
             assert code == 200, (name, who, code)
             if who == "outsider":
                 assert b"reviews" not in response.content, name  # they see only their projects
+        elif roles == SIGNED_IN:
+            assert code == 200, (name, who, code)
+        elif roles == SITE_ADMINS:
+            expected = ALLOWED_STATUSES if who in ("admin", "outsider") else {403}
+            assert code in expected, (name, who, code, response.content[:300])
         elif who == "outsider":
             assert code == 404, (name, who, code)
         elif who in roles:
@@ -148,7 +190,7 @@ def test_access_rule(name, people, objects):
 
 
 @pytest.mark.parametrize(
-    "name", sorted(n for n, r in RULES.items() if r[0] == PAGE and r[1] == "get")
+    "name", sorted(n for n, r in RULES.items() if r[0] == PAGE and r[1] == "get" and "@" not in n)
 )
 def test_pages_refuse_the_wrong_method(name, people, objects):
     client = Client()

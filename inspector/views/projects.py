@@ -5,7 +5,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from labeling.access import Role, has_role, project_for_user, projects_for_user
+from labeling.access import (
+    Role,
+    has_role,
+    may_create_projects,
+    project_for_user,
+    projects_for_user,
+)
 from labeling.ingest import item_ingest
 from labeling.metadata import (
     MetadataError,
@@ -20,7 +26,18 @@ from labeling.models import ItemStatus
 @require_http_methods(["GET"])
 def home(request: HttpRequest) -> HttpResponse:
     projects = projects_for_user(request.user).annotate(item_count=Count("items"))
-    return render(request, "home.html", {"projects": projects})
+    archived = projects_for_user(request.user, include_archived=True).filter(
+        archived_at__isnull=False
+    )
+    return render(
+        request,
+        "home.html",
+        {
+            "projects": projects,
+            "archived": archived,
+            "may_create": may_create_projects(request.user),
+        },
+    )
 
 
 @login_required
@@ -38,9 +55,9 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "status_rows": status_rows,
             "total": sum(counts.values()),
-            "is_admin": has_role(request.user, Role.ADMIN),
-            "can_inspect": has_role(request.user, Role.INSPECTOR, Role.ADMIN),
-            "can_report": has_role(request.user, Role.MANAGER, Role.ADMIN),
+            "is_admin": has_role(request.user, Role.ADMIN, project=project),
+            "can_inspect": has_role(request.user, Role.INSPECTOR, Role.ADMIN, project=project),
+            "can_report": has_role(request.user, Role.MANAGER, Role.ADMIN, project=project),
             "disputed_count": counts.get(ItemStatus.DISPUTED, 0),
             "paused": project.autolabel_paused,
             "recent": project.items.select_related("final_label")[:24],

@@ -1,32 +1,6 @@
 from rest_framework import serializers
 
-from labeling.models import Item, Label, Prediction, Project
-
-
-class LabelSerializer(serializers.ModelSerializer):
-    class Meta:
-        model = Label
-        fields = ["name", "display_name", "key", "position"]
-
-
-class ProjectSerializer(serializers.ModelSerializer):
-    labels = LabelSerializer(many=True, read_only=True)
-
-    class Meta:
-        model = Project
-        fields = [
-            "slug",
-            "name",
-            "description",
-            "labels",
-            "min_answers",
-            "max_answers",
-            "consensus_target",
-            "target_precision",
-            "threshold_confidence",
-            "audit_rate",
-            "gold_rate",
-        ]
+from labeling.models import Item, Prediction
 
 
 class ItemSerializer(serializers.ModelSerializer):

@@ -1,10 +1,10 @@
 from django.urls import include, path
 
-from labeling.api import manifest_views, queue, views
+from labeling.api import manifest_views, project_views, queue, views
 
 urlpatterns = [
-    path("projects/", views.ProjectList.as_view(), name="api-projects"),
-    path("projects/<slug:slug>/", views.ProjectDetail.as_view(), name="api-project"),
+    path("projects/", project_views.ProjectList.as_view(), name="api-projects"),
+    path("projects/<slug:slug>/", project_views.ProjectDetail.as_view(), name="api-project"),
     path("projects/<slug:slug>/items/", views.ItemList.as_view(), name="api-items"),
     path("projects/<slug:slug>/items/upload/", views.ItemUpload.as_view(), name="api-items-upload"),
     path("projects/<slug:slug>/items/<id:pk>/", views.ItemDetail.as_view(), name="api-item"),
@@ -43,5 +43,6 @@ urlpatterns = [
     path("projects/<slug:slug>/queue/renew/", queue.RenewLeases.as_view(), name="api-queue-renew"),
     path("projects/<slug:slug>/queue/me/", queue.MyStats.as_view(), name="api-queue-me"),
     path("projects/<slug:slug>/", include("labeling.api.urls_admin")),
+    path("projects/<slug:slug>/", include("labeling.api.urls_setup")),
     path("projects/<slug:slug>/", include("labeling.api.urls_reports")),
 ]

@@ -12,14 +12,13 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from labeling.access import Role, projects_for_user
+from labeling.access import Role
 from labeling.answers import item_resolve_expert
 from labeling.api.permissions import api_project
 from labeling.api.serializers import (
     IngestReportSerializer,
     ItemSerializer,
     PredictionSerializer,
-    ProjectSerializer,
     ResolveSerializer,
     UploadSerializer,
 )
@@ -41,28 +40,15 @@ def moment(value: str, name: str) -> datetime:
     return parsed if timezone.is_aware(parsed) else timezone.make_aware(parsed)
 
 
-class ProjectList(generics.ListAPIView):
-    serializer_class = ProjectSerializer
-
-    def get_queryset(self) -> QuerySet:
-        return projects_for_user(self.request.user).prefetch_related("labels")
-
-
-class ProjectDetail(generics.RetrieveAPIView):
-    serializer_class = ProjectSerializer
-
-    def get_object(self):
-        return api_project(self.request, self.kwargs["slug"])
-
-
 @extend_schema(
+    summary="Images, newest first, filtered",
     parameters=[
         OpenApiParameter("status", str, enum=ItemStatus.values),
         OpenApiParameter("label", str),
         OpenApiParameter("source", str),
         OpenApiParameter("created_after", str, description="ISO date or datetime"),
         OpenApiParameter("created_before", str, description="ISO date or datetime"),
-    ]
+    ],
 )
 class ItemList(generics.ListAPIView):
     serializer_class = ItemSerializer
@@ -84,6 +70,7 @@ class ItemList(generics.ListAPIView):
         return items
 
 
+@extend_schema(summary="One image with its final label")
 class ItemDetail(generics.RetrieveAPIView):
     serializer_class = ItemSerializer
 
@@ -92,6 +79,7 @@ class ItemDetail(generics.RetrieveAPIView):
         return generics.get_object_or_404(Item, project=project, pk=self.kwargs["pk"])
 
 
+@extend_schema(summary="What each model version predicted for an image")
 class ItemPredictions(generics.ListAPIView):
     """What each model version said about the item (admins and managers only: inspectors do not
     see machine guesses unless the project shows suggestions on the inspector page)."""
@@ -105,7 +93,9 @@ class ItemPredictions(generics.ListAPIView):
 
 
 class ItemResolve(APIView):
-    @extend_schema(request=ResolveSerializer, responses=ItemSerializer)
+    @extend_schema(
+        summary="Decide a disputed image", request=ResolveSerializer, responses=ItemSerializer
+    )
     def post(self, request, slug: str, pk: int) -> Response:
         """Decide a disputed item as an expert (admins); the answer becomes gold."""
         project = api_project(request, slug, roles=(Role.ADMIN,))
@@ -123,7 +113,9 @@ class ItemUpload(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        request={"multipart/form-data": UploadSerializer}, responses=IngestReportSerializer
+        summary="Upload images",
+        request={"multipart/form-data": UploadSerializer},
+        responses=IngestReportSerializer,
     )
     def post(self, request, slug: str) -> Response:
         project = api_project(request, slug, roles=(Role.ADMIN,))

@@ -55,7 +55,7 @@ def _start(project: Project, reason: str) -> None:
 def check_training_triggers() -> int:
     """Start a training wherever ``retrain_every`` new human labels have accumulated."""
     started = 0
-    for project in Project.objects.all():
+    for project in Project.objects.filter(archived_at__isnull=True):
         if training_due(project=project):
             _start(project, "new labels")
             started += 1
@@ -66,7 +66,7 @@ def check_training_triggers() -> int:
 def nightly_training() -> int:
     """The nightly retraining of every project that got new labels since its last model."""
     started = 0
-    for project in Project.objects.filter(retrain_every__gt=0):
+    for project in Project.objects.filter(retrain_every__gt=0, archived_at__isnull=True):
         if not new_label_count(project=project):
             continue
         _start(project, "nightly")

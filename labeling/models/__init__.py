@@ -14,6 +14,7 @@ from labeling.models.mlmodels import ModelStatus, ModelVersion, Prediction, Pred
 from labeling.models.projects import (
     CostMode,
     Label,
+    MemberRole,
     Membership,
     Project,
     ThresholdChange,
@@ -28,6 +29,7 @@ __all__ = [
     "CreditOutcome",
     "GoldOrigin",
     "ManifestKind",
+    "MemberRole",
     "ModelStatus",
     "PredictionDecision",
     "ThresholdMode",

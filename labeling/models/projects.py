@@ -21,6 +21,14 @@ class CostMode(models.TextChoices):
     HOURLY = "hourly", "Hourly rate"
 
 
+class MemberRole(models.TextChoices):
+    """What a member may do in one project (``labeling.access`` calls it ``Role``)."""
+
+    INSPECTOR = "inspector", "Inspector"
+    ADMIN = "admin", "Admin"
+    MANAGER = "manager", "Manager"
+
+
 class Project(TimeStamped):
     ThresholdMode = ThresholdMode
 
@@ -79,6 +87,10 @@ class Project(TimeStamped):
     )
     currency = models.CharField(max_length=3, default="USD")
 
+    # An archived project leaves every list and takes no uploads, leases or answers; its data
+    # stays readable by its members at its own URLs until an admin restores it.
+    archived_at = models.DateTimeField(null=True, blank=True)
+
     # Credits: review type -> label that earns the credit, and the two-threshold rule.
     credit_rules = models.JSONField(
         default=dict, blank=True, help_text='e.g. {"product": "product", "style": "full_body"}'
@@ -112,6 +124,10 @@ class Project(TimeStamped):
     def label_names(self) -> list[str]:
         return [label.name for label in self.labels.all()]
 
+    @property
+    def is_archived(self) -> bool:
+        return self.archived_at is not None
+
 
 class Label(models.Model):
     """One class of a project's label set; ``position`` orders it, ``key`` is its keyboard key."""
@@ -138,21 +154,25 @@ class Label(models.Model):
 
 
 class Membership(TimeStamped):
-    """A user belongs to a project; what they may do there comes from their role group."""
+    """A user belongs to a project with one role there; roles never reach beyond the project."""
+
+    Role = MemberRole
 
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
     )
+    role = models.CharField(max_length=10, choices=MemberRole.choices, default=MemberRole.INSPECTOR)
 
     class Meta:
         ordering = ["project", "user"]
         constraints = [
             models.UniqueConstraint(fields=["project", "user"], name="membership_unique"),
+            choices_check("role", MemberRole, "membership_role_valid"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.user} in {self.project}"
+        return f"{self.user} in {self.project} ({self.role})"
 
 
 class ThresholdChange(TimeStamped):
