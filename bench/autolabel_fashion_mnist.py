@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
                 output_dir=checkpoint,
                 time_budget_s=args.budget,
                 seed=seed,
-                progress=lambda t, nt, e, ne, p, eta, m: e and print(f"  [{p:5.1f}%] {m}"),
+                progress=lambda p: p.epoch and print(f"  [{p.percent:5.1f}%] {p.message}"),
             )
         )
         train_seconds = result.timings["total_s"]

@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> dict:
         out_dir = Path(args.checkpoints) / f"fashion_{size}"
         print(f"== {size} labels → {out_dir}", flush=True)
 
-        def progress(trial, n_trials, epoch, n_epochs, percent, eta, message):
-            if epoch:
-                print(f"  [{percent:5.1f}%] {message}", flush=True)
+        def progress(p):
+            if p.phase == "training":
+                print(f"  [{p.percent:5.1f}%] trial {p.trial}/{p.trials} {p.message}", flush=True)
 
         if args.rescore and (out_dir / "model.pt").exists():
             run = rescored_run(out_dir, x_train, y_train, idx, args.target)

@@ -94,11 +94,24 @@ def image_check(data: bytes) -> CheckedImage:
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"the image declares too many pixels ({exc})") from exc
+        raise ImageRejected(
+            f"the image declares more pixels than the limit of {max_pixels:,}; it may be built "
+            "to exhaust memory"
+        ) from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected("the file is not an image (or not a JPEG, PNG or WebP)") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageRejected(f"the image data is corrupt or truncated ({exc})") from exc
+        # Pillow's own words ("image file is truncated (151 bytes not processed)") mean nothing
+        # to the person uploading; say what happened and what to do.
+        if isinstance(exc, EOFError) or "truncated" in str(exc).lower():
+            raise ImageRejected(
+                "the file is truncated: it ends before the image does, as after an interrupted "
+                "copy or download; upload the complete file"
+            ) from exc
+        raise ImageRejected(
+            "the image data is damaged and cannot be read; open and save the image again, then "
+            "upload it"
+        ) from exc
 
     stored = data
     orientation = image.getexif().get(EXIF_ORIENTATION, 1)

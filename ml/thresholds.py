@@ -73,6 +73,26 @@ class ClassThreshold:
     errors: int  # of the accepted, wrong
     upper_bound: float | None  # Clopper-Pearson bound on the error rate at the threshold
     reason: str  # why, in words, for the admin page
+    # For a class that is never auto-labeled: the fewest further calibration items predicted as
+    # this class, all of them right, before a threshold could pass (None: it has a threshold).
+    needed: int | None = None
+
+
+def items_needed(
+    support: int, errors: int, *, target: float, delta: float, min_support: int
+) -> int:
+    """How many more calibration items of a class, none of them wrong, its Learn-then-Test walk
+    needs before any threshold can pass: with ``errors`` wrong among ``support``, the smallest
+    n ≥ max(support, min_support) whose exact binomial test at ``delta`` passes with ``errors``
+    errors, minus ``support``. A lower bound: more errors among the new items need more."""
+    alpha = 1.0 - target
+    start = max(support, min_support, 1)
+    for low in range(start, start + 10_000_000, 100_000):
+        n = np.arange(low, low + 100_000)
+        passing = np.flatnonzero(binom_cdf_many(np.full(len(n), errors), n, alpha) <= delta)
+        if len(passing):
+            return int(n[passing[0]]) - support
+    return 10_000_000
 
 
 def _confidences_and_predictions(
@@ -117,8 +137,23 @@ def select_class_threshold(
     conf = np.asarray(conf, dtype=np.float64)
     correct = np.asarray(correct, dtype=bool)
     support = len(conf)
+    errors_total = int((~correct).sum())
+
+    def needed() -> int:
+        return items_needed(
+            support, errors_total, target=target, delta=delta, min_support=min_support
+        )
+
     if support < min_support:
-        return ClassThreshold(None, support, 0, 0, None, f"only {support} calibration items")
+        return ClassThreshold(
+            None,
+            support,
+            0,
+            0,
+            None,
+            f"only {support} calibration items (at least {min_support} needed)",
+            needed(),
+        )
     order = np.argsort(-conf, kind="stable")
     conf_sorted = conf[order]
     errors_cum = np.cumsum(~correct[order])
@@ -137,6 +172,7 @@ def select_class_threshold(
             0,
             None,
             f"{support} items cannot show precision {target:.3g} at confidence {1 - delta:.3g}",
+            needed(),
         )
     # A binomial p-value ≤ level is the same event as "upper bound ≤ alpha", and cheap to compute
     # for all candidates at once; the bound itself is computed once, for the chosen threshold.
@@ -155,7 +191,8 @@ def select_class_threshold(
             0,
             None,
             f"precision {target:.3g} cannot be shown at confidence {1 - delta:.3g} "
-            f"from {support} items",
+            f"from {support} items with {errors_total} wrong",
+            needed(),
         )
     chosen = max(reached)
     best = ClassThreshold(

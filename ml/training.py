@@ -24,7 +24,7 @@ import itertools
 import math
 import platform
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,9 +41,9 @@ from ml.evaluation import evaluation_metrics
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
 from ml.feature_cache import build_cache, derive, extra_blocks
 from ml.preprocess import ImageSource, normalize
+from ml.progress import ProgressCallback, ProgressReporter, TrainingProgress
 
-# (trial, n_trials, epoch, n_epochs, percent 0..100, eta seconds or None, message)
-ProgressCallback = Callable[[int, int, int, int, float, float | None, str], None]
+__all__ = ["ProgressCallback", "TrainConfig", "TrainResult", "TrainingProgress", "train"]
 
 Sample = tuple[ImageSource, int]
 
@@ -203,14 +203,19 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
             list(config.learning_rates),
         )
     )
-    n_trials = len(grid)
     pre = preprocess_config(
         config.architecture, input_size=config.input_size, resize_mode=config.resize_mode
     )
 
-    def progress(trial, epoch, n_epochs, percent, eta, message):
-        if config.progress is not None:
-            config.progress(trial, n_trials, epoch, n_epochs, float(percent), eta, message)
+    # Phases and an estimate of the time left built from what has been measured (ml.progress).
+    progress = ProgressReporter(
+        config.progress,
+        budget_s=config.time_budget_s,
+        epochs_per_trial=[epochs for _, epochs, _ in grid],
+        n_train=len(train_samples),
+        n_val=len(val_samples),
+        started=started,
+    )
 
     # The model: ImageNet weights plus a new head, initialised from the seed.
     torch.manual_seed(config.seed)
@@ -243,9 +248,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     skipped: dict[int, str] = {}
 
     def cache_progress(done, total):
-        elapsed = time.perf_counter() - started
-        eta = elapsed / done * (total - done) if done else None
-        progress(0, 0, 0, 100 * 0.3 * done / total, eta, f"caching features {done}/{total}")
+        progress.preparing(done, total)
 
     t0 = time.perf_counter()
     cache = build_cache(
@@ -314,7 +317,6 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
             trial_no,
             started,
             progress,
-            n_trials,
         )
         trials.append(record)
         seconds_per_item_epoch[depth] = record["seconds_per_epoch"] / (n_train_items * copies)
@@ -325,6 +327,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         raise TrainingError("no trial finished an epoch")
 
     # --- final model, calibration, thresholds ---
+    progress.calibrating()
     model.load_state_dict(best_state)
     model.eval()
     depth = best["trainable_blocks"]
@@ -407,12 +410,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     }
     save_checkpoint(config.output_dir, model, resolved)
     timings["total_s"] = time.perf_counter() - started
-    progress(
-        n_trials,
-        0,
-        0,
-        100.0,
-        0.0,
+    progress.done(
         f"saved {config.output_dir}: val accuracy {metrics['accuracy']:.4f}, "
         f"coverage {metrics['coverage_at_target']:.3f} at precision ≥ {config.target_precision}",
     )
@@ -446,8 +444,7 @@ def _run_trial(
     lr: float,
     trial_no: int,
     started: float,
-    progress,
-    n_trials: int,
+    progress: ProgressReporter,
 ) -> tuple[dict, dict[str, torch.Tensor] | None]:
     torch.manual_seed(config.seed * 1000 + trial_no)
     rng = np.random.default_rng(config.seed * 1000 + trial_no)
@@ -528,17 +525,12 @@ def _run_trial(
             stale += 1
         elapsed = time.perf_counter() - started
         remaining_budget = config.time_budget_s - elapsed
-        left_epochs = n_epochs - epoch
-        eta = max(0.0, min(remaining_budget, left_epochs * record["seconds_per_epoch"]))
-        done_fraction = ((trial_no - 1) + epoch / n_epochs) / n_trials
-        progress(
+        progress.epoch_done(
             trial_no,
             epoch,
             n_epochs,
-            30 + 70 * done_fraction,
-            eta,
-            f"trial {trial_no}/{n_trials}: {depth} blocks, lr {lr:g}, epoch {epoch}/{n_epochs}: "
-            f"val acc {val_acc:.4f}, nll {val_nll:.4f}",
+            record["seconds_per_epoch"],
+            f"{depth} blocks, lr {lr:g}: val acc {val_acc:.4f}, nll {val_nll:.4f}",
         )
         if stale >= config.patience:
             record["status"] = f"early stop after epoch {epoch}"

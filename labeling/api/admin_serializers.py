@@ -51,6 +51,17 @@ class ThresholdClassSerializer(serializers.Serializer):
     errors = serializers.IntegerField()
     upper_bound = serializers.FloatField(allow_null=True)
     reason = serializers.CharField()
+    needed = serializers.IntegerField(
+        allow_null=True,
+        help_text="A class never auto-labeled: at least this many more held-out images "
+        "predicted as it, all right, before a threshold can pass.",
+    )
+    needed_labels = serializers.IntegerField(
+        allow_null=True, help_text="About this many more human labels of the class give those."
+    )
+    held_out_percent = serializers.IntegerField(
+        allow_null=True, help_text="Share of human labels held out to prove thresholds on."
+    )
     manual = serializers.FloatField(allow_null=True)
     in_force = serializers.FloatField(allow_null=True, help_text="Threshold routing uses now.")
     live = LiveAuditSerializer(allow_null=True)

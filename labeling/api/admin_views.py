@@ -2,7 +2,7 @@
 promote, roll back). Thin wrappers over the services the admin pages use."""
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import MultiPartParser
@@ -76,6 +76,7 @@ class ThresholdPreview(APIView):
         return Response(ThresholdPreviewSerializer(preview).data)
 
 
+@extend_schema_view(get=extend_schema(summary="Model versions, newest first"))
 class ModelList(generics.ListAPIView):
     """The project's model versions, newest first."""
 
@@ -86,6 +87,7 @@ class ModelList(generics.ListAPIView):
         return ModelVersion.objects.filter(project=project).select_related("created_by")
 
 
+@extend_schema_view(get=extend_schema(summary="One model version and its training progress"))
 class ModelDetail(generics.RetrieveAPIView):
     """One model version, with its training progress while it trains."""
 

@@ -1,7 +1,7 @@
 """Manifests over HTTP: snapshot, list, download, import (SageMaker Ground Truth form)."""
 
 from django.http import FileResponse
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import generics, serializers
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import MultiPartParser
@@ -35,6 +35,7 @@ class ImportReportSerializer(serializers.Serializer):
     manifest = serializers.IntegerField(allow_null=True)
 
 
+@extend_schema_view(get=extend_schema(summary="Label snapshots (manifests), newest first"))
 class ManifestList(generics.ListCreateAPIView):
     serializer_class = ManifestSerializer
 
@@ -43,7 +44,11 @@ class ManifestList(generics.ListCreateAPIView):
             project=api_project(self.request, self.kwargs["slug"], roles=READERS)
         )
 
-    @extend_schema(request=None, responses={201: ManifestSerializer})
+    @extend_schema(
+        summary="Snapshot the final labels as a manifest",
+        request=None,
+        responses={201: ManifestSerializer},
+    )
     def post(self, request, slug: str) -> Response:
         """Snapshot the project's final human labels (consensus, expert, imported)."""
         project = api_project(request, slug, roles=(Role.ADMIN,))
@@ -52,7 +57,10 @@ class ManifestList(generics.ListCreateAPIView):
 
 
 class ManifestDownload(APIView):
-    @extend_schema(responses={(200, "application/x-ndjson"): bytes})
+    @extend_schema(
+        summary="Download a manifest (JSON Lines)",
+        responses={(200, "application/x-ndjson"): bytes},
+    )
     def get(self, request, slug: str, pk: int):
         project = api_project(request, slug, roles=READERS)
         manifest = get_object_or_404(Manifest, project=project, pk=pk)
@@ -68,7 +76,9 @@ class ManifestImport(APIView):
     parser_classes = [MultiPartParser]
 
     @extend_schema(
-        request={"multipart/form-data": ImportSerializer}, responses=ImportReportSerializer
+        summary="Import labels from a manifest",
+        request={"multipart/form-data": ImportSerializer},
+        responses=ImportReportSerializer,
     )
     def post(self, request, slug: str) -> Response:
         """Import labels; images are found in this service's storage by their source-ref."""

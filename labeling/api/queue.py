@@ -71,7 +71,9 @@ class RenewSerializer(serializers.Serializer):
 
 
 class NextLease(APIView):
-    @extend_schema(request=None, responses={200: LeaseSerializer, 204: None})
+    @extend_schema(
+        summary="Lease the next image", request=None, responses={200: LeaseSerializer, 204: None}
+    )
     def post(self, request, slug: str) -> Response:
         """Lease the next image to the caller; 204 when nothing is left for them."""
         project = api_project(request, slug, roles=LABELERS)
@@ -82,7 +84,7 @@ class NextLease(APIView):
 
 
 class OpenLeases(APIView):
-    @extend_schema(responses=LeaseSerializer(many=True))
+    @extend_schema(summary="Your open leases", responses=LeaseSerializer(many=True))
     def get(self, request, slug: str) -> Response:
         """The caller's open leases, oldest first (to resume after a reload)."""
         project = api_project(request, slug, roles=LABELERS)
@@ -93,6 +95,7 @@ class OpenLeases(APIView):
 
 class SubmitAnswer(APIView):
     @extend_schema(
+        summary="Answer a leased image",
         request=AnswerSerializer,
         responses={
             201: inline_serializer(
@@ -120,7 +123,7 @@ class SubmitAnswer(APIView):
 
 
 class SkipLease(APIView):
-    @extend_schema(request=SkipSerializer, responses={204: None})
+    @extend_schema(summary="Skip a leased image", request=SkipSerializer, responses={204: None})
     def post(self, request, slug: str) -> Response:
         project = api_project(request, slug, roles=LABELERS)
         data = SkipSerializer(data=request.data)
@@ -135,7 +138,7 @@ class SkipLease(APIView):
 
 
 class UndoAnswer(APIView):
-    @extend_schema(request=None, responses=LeaseSerializer)
+    @extend_schema(summary="Undo your last answer", request=None, responses=LeaseSerializer)
     def post(self, request, slug: str) -> Response:
         """Undo the caller's last answer (two-minute window); returns a lease to answer again."""
         project = api_project(request, slug, roles=LABELERS)
@@ -144,7 +147,11 @@ class UndoAnswer(APIView):
 
 
 class RenewLeases(APIView):
-    @extend_schema(request=RenewSerializer, responses=LeaseSerializer(many=True))
+    @extend_schema(
+        summary="Renew your leases",
+        request=RenewSerializer,
+        responses=LeaseSerializer(many=True),
+    )
     def post(self, request, slug: str) -> Response:
         project = api_project(request, slug, roles=LABELERS)
         data = RenewSerializer(data=request.data)
@@ -157,6 +164,7 @@ class RenewLeases(APIView):
 
 class MyStats(APIView):
     @extend_schema(
+        summary="Your answers today and gold accuracy",
         responses=inline_serializer(
             "InspectorToday",
             {
@@ -164,7 +172,7 @@ class MyStats(APIView):
                 "gold_answers": serializers.IntegerField(),
                 "gold_accuracy": serializers.FloatField(allow_null=True),
             },
-        )
+        ),
     )
     def get(self, request, slug: str) -> Response:
         project = api_project(request, slug, roles=LABELERS)

@@ -179,6 +179,8 @@ def threshold_classes(*, project: Project) -> list[dict]:
     in_force = effective_thresholds(project, model, current)
     live = live_precision(project=project) if model is not None else {}
     paused = project.autolabel_paused or {}
+    # One human label in this many goes to the held-out set a threshold is proven on.
+    held_out_share = (model.hyperparameters or {}).get("val_fraction") if model else None
     rows = []
     for label in labels:
         detail = details.get(label.name) if details else None
@@ -198,6 +200,9 @@ def threshold_classes(*, project: Project) -> list[dict]:
                 "errors": detail.errors if detail else 0,
                 "upper_bound": detail.upper_bound if detail else None,
                 "reason": reason,
+                "needed": detail.needed if detail else None,
+                "needed_labels": _labels_for(detail.needed if detail else None, held_out_share),
+                "held_out_percent": round(100 * held_out_share) if held_out_share else None,
                 "manual": current.manual_thresholds.get(label.name),
                 "in_force": in_force[label.name],
                 "live": live.get(label.name),
@@ -205,6 +210,13 @@ def threshold_classes(*, project: Project) -> list[dict]:
             }
         )
     return rows
+
+
+def _labels_for(needed: int | None, held_out_share: float | None) -> int | None:
+    """About how many more human labels of a class give ``needed`` more held-out ones."""
+    if not needed or not held_out_share:
+        return None
+    return math.ceil(needed / float(held_out_share))
 
 
 # --- the risk-coverage curve -----------------------------------------------------------------

@@ -20,7 +20,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from labeling.dispatch import TRAIN_MODEL_VERSION, job_queue
-from labeling.errors import ServiceError
+from labeling.errors import ServiceError, project_require_open
 from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
@@ -72,6 +72,7 @@ def training_start(
 ) -> ModelVersion:
     """Snapshot the project's human labels and queue a training (refused while one runs).
     With ``queue=False`` the caller runs :func:`training_run` itself (the train command)."""
+    project_require_open(project)
     _fail_stale_trainings(project)
     running = ModelVersion.objects.filter(project=project, status=ModelStatus.TRAINING).first()
     if running:
@@ -129,30 +130,77 @@ def _samples(manifest: Manifest, project: Project) -> tuple[list[tuple[bytes, in
     return samples, ids
 
 
-def _progress_writer(model: ModelVersion, also=None):
-    last = [0.0]
+class _ProgressWriter:
+    """Keeps the version's ``progress`` (what the Models page polls) up to date: the phases of
+    ``ml.training.train`` and, after them, *scoring*: the new model predicts its held-out images,
+    estimated at the speed measured while preparing (a full forward pass costs about 1.5 times
+    the frozen lower blocks'). Writes at most every PROGRESS_EVERY_S seconds."""
 
-    def write(trial, n_trials, epoch, n_epochs, percent, eta, message):
-        if also is not None:
-            also(trial, n_trials, epoch, n_epochs, percent, eta, message)
+    SCORING_COST = 1.5
+
+    def __init__(self, model: ModelVersion, *, heldout_images: int, also=None):
+        self.model = model
+        self.heldout_images = heldout_images
+        self.also = also
+        self.started = time.monotonic()
+        self.last_write = 0.0
+        self.seconds_per_image: float | None = None
+        self.percent = 0.0
+
+    def _scoring_s(self) -> float:
+        spi = self.seconds_per_image or 0.0
+        return self.SCORING_COST * spi * self.heldout_images
+
+    def __call__(self, progress) -> None:
+        """One ``ml.progress.TrainingProgress`` from the training."""
+        if self.also is not None:
+            self.also(progress)
+        if progress.seconds_per_image is not None:
+            self.seconds_per_image = progress.seconds_per_image
+        if progress.phase == "done":
+            return  # scoring follows at once: see scoring()
         now = time.monotonic()
-        if now - last[0] < PROGRESS_EVERY_S and percent < 100:
+        if now - self.last_write < PROGRESS_EVERY_S and progress.phase == "training":
             return
-        last[0] = now
+        extra = self._scoring_s()
+        self._save(
+            phase=progress.phase,
+            eta=None if progress.eta_s is None else progress.eta_s + extra,
+            eta_max=None if progress.eta_max_s is None else progress.eta_max_s + extra,
+            trial=progress.trial,
+            trials=progress.trials,
+            epoch=progress.epoch,
+            epochs=progress.epochs,
+            done=progress.done,
+            total=progress.total,
+            message=progress.message,
+        )
+
+    def scoring(self) -> None:
+        eta = self._scoring_s()
+        self._save(
+            phase="scoring",
+            eta=eta,
+            eta_max=eta,
+            message=f"the new model predicts its {self.heldout_images:,} held-out images",
+        )
+
+    def _save(self, *, phase: str, eta: float | None, eta_max: float | None, **fields) -> None:
+        elapsed = time.monotonic() - self.started
+        horizon = eta if eta is not None else eta_max
+        if horizon is not None and elapsed + horizon > 0:
+            self.percent = max(self.percent, min(99.0, 100.0 * elapsed / (elapsed + horizon)))
+        self.last_write = time.monotonic()
         progress = {
             "state": "training",
-            "trial": trial,
-            "trials": n_trials,
-            "epoch": epoch,
-            "epochs": n_epochs,
-            "percent": round(float(percent), 1),
-            "eta_seconds": None if eta is None else round(float(eta)),
-            "message": message,
+            "phase": phase,
+            **fields,
+            "percent": round(self.percent, 1),
+            "eta_seconds": None if eta is None else round(eta),
+            "eta_max_seconds": None if eta_max is None else round(eta_max),
             "updated_at": timezone.now().isoformat(),
         }
-        ModelVersion.objects.filter(pk=model.pk).update(progress=progress)
-
-    return write
+        ModelVersion.objects.filter(pk=self.model.pk).update(progress=progress)
 
 
 def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None:
@@ -178,6 +226,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         )
         if output.exists():  # a crashed earlier delivery of this task
             shutil.rmtree(output)
+        writer = _ProgressWriter(model, heldout_images=len(val_idx), also=progress)
         knobs = {
             "num_threads": settings.TRAIN_THREADS,
             "target_precision": project.target_precision,
@@ -191,10 +240,11 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
             validation_samples=[samples[i] for i in val_idx],
             class_names=project.label_names(),
             output_dir=output,
-            progress=_progress_writer(model, also=progress),
+            progress=writer,
             **knobs,
         )
         result = train(config)
+        writer.scoring()
         heldout = heldout_save(
             output,
             [samples[i][0] for i in val_idx],

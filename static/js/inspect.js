@@ -254,6 +254,8 @@
     const ms = Math.max(0, Math.round(performance.now() - shownAt));
     const lease = takeCurrent();
     if (!lease) return;
+    // A notice about the image just answered ("taken back…") is done with; errors stay.
+    if (!messageBox.classList.contains("error")) messageBox.hidden = true;
     flashButton(label.name);
     track(sendAnswer(lease, label, ms), true);
     fill();

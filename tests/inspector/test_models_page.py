@@ -130,7 +130,9 @@ def test_page_shows_metrics_gate_progress_and_actions(client, people, versions):
     assert "91.2%" in page and "90.0%" in page and "0.021" in page and "64.0%" in page
     assert "Not promoted: auto-labels 61.0% of held-out images" in page
     assert "88.0%" in page and "93.0%" in page  # product precision / recall
-    assert "&quot;learning_rate&quot;: 0.003" in page
+    # Hyperparameters in words, not raw JSON; classes by their display names, not slugs.
+    assert '<th scope="row">Learning rate</th><td>0.003</td>' in page
+    assert "&quot;learning_rate&quot;" not in page
     # v1 is ready: it can be promoted; v2 trains: progress is polled from the API.
     assert reverse("models-promote", args=["reviews", 1]) in page
     assert reverse("models-promote", args=["reviews", 2]) not in page
@@ -240,3 +242,29 @@ def test_start_promote_and_roll_back(
     assert response.status_code == 201
     assert response.json()["version"] == 3 and response.json()["status"] == "training"
     assert response.json()["created_by"] == "ada-admin"
+
+
+def test_classes_show_their_display_names(client, people, versions, project):
+    project.labels.filter(name="product").update(display_name="Product shot")
+    client.force_login(people["admin"])
+    page = client.get(page_url()).content.decode()
+    assert "<td>Product shot</td>" in page
+    assert "<td>product</td>" not in page
+
+
+def test_a_training_shows_its_phase(client, people, versions):
+    _, model = versions
+    model.progress = {
+        "state": "training",
+        "phase": "preparing",
+        "done": 1200,
+        "total": 5000,
+        "percent": 8.0,
+        "eta_seconds": None,
+        "eta_max_seconds": 840,
+        "updated_at": timezone.now().isoformat(),
+    }
+    model.save()
+    client.force_login(people["admin"])
+    page = client.get(page_url()).content.decode()
+    assert "Preparing: reading 1200 of 5000 images" in page

@@ -32,7 +32,12 @@ def test_mixed_batch_has_three_outcomes_and_loses_nothing(project):
     assert outcomes["red-again.png"][0] == "duplicate"
     assert f"item {report.results[0].item_id}" in outcomes["red-again.png"][1]
     assert outcomes["broken.png"] == ("rejected", outcomes["broken.png"][1])
-    assert "corrupt or truncated" in outcomes["broken.png"][1]
+    # In words a person can act on, not Pillow's ("image file is truncated (151 bytes …)").
+    assert (
+        "upload the complete file" in outcomes["broken.png"][1]
+        or "damaged" in (outcomes["broken.png"][1])
+    )
+    assert "bytes not processed" not in outcomes["broken.png"][1]
     assert outcomes["notes.jpg"][0] == "rejected"
     assert "not an image" in outcomes["notes.jpg"][1]
     assert report.summary() == {"created": 2, "duplicate": 1, "rejected": 2}

@@ -42,7 +42,7 @@ def trained(shape_samples, tmp_path_factory):
             samples,
             out,
             trainable_blocks=(2, 1),  # two depths: the second cache is derived from the first
-            progress=lambda *args: calls.append(args),
+            progress=calls.append,
         )
     )
     return result, out, calls
@@ -92,14 +92,35 @@ def test_checkpoint_reloads_to_the_same_predictions(trained, shape_samples):
     )
 
 
-def test_progress_is_reported_up_to_100_percent(trained):
+def test_progress_goes_through_the_phases_up_to_100_percent(trained):
     _, _, calls = trained
-    trial, n_trials, epoch, n_epochs, percent, eta, message = calls[-1]
-    assert (trial, n_trials) == (2, 2)
-    assert percent == pytest.approx(100.0) and eta == 0.0
-    assert message.startswith("saved ")
-    assert (2, 2, 2, 2) in [c[:4] for c in calls]  # trial 2 of 2, epoch 2 of 2
-    assert all(0 <= c[4] <= 100 for c in calls)
+    phases = [c.phase for c in calls]
+    # preparing → training (trial i of n, epoch j of m) → calibrating → done, in that order.
+    order = [p for i, p in enumerate(phases) if i == 0 or p != phases[i - 1]]
+    assert order == ["preparing", "training", "calibrating", "done"]
+    last = calls[-1]
+    assert last.percent == pytest.approx(100.0) and last.eta_s == 0.0
+    assert last.message.startswith("saved ")
+    training = [(c.trial, c.trials, c.epoch, c.epochs) for c in calls if c.phase == "training"]
+    assert (2, 2, 2, 2) in training  # trial 2 of 2, epoch 2 of 2
+    assert all(0 <= c.percent <= 100 for c in calls)
+    percents = [c.percent for c in calls]
+    assert percents == sorted(percents)  # the bar never goes back
+    preparing = [c for c in calls if c.phase == "preparing"]
+    assert preparing[-1].done == preparing[-1].total > 0
+
+
+def test_the_time_left_counts_the_trials_still_to_come(trained):
+    """The old estimate counted only the current trial's epochs: at the end of trial 1 it said
+    nothing was left, with a whole trial still to run."""
+    _, _, calls = trained
+    end_of_first = [c for c in calls if c.phase == "training" and (c.trial, c.epoch) == (1, 2)]
+    assert end_of_first and end_of_first[0].eta_s > 0
+    # While preparing nothing about the search is measured yet: no estimate, only the bound
+    # the time budget gives.
+    preparing = [c for c in calls if c.phase == "preparing"]
+    assert all(c.eta_s is None and c.eta_max_s is not None for c in preparing)
+    assert all(c.eta_s is not None for c in calls if c.phase != "preparing")
 
 
 def test_tampered_weights_are_detected(trained, tmp_path):

@@ -37,11 +37,20 @@ class Command(BaseCommand):
             return
         with tqdm(total=100, desc=f"v{model.version}", unit="%", disable=None) as bar:
 
-            def show(trial, n_trials, epoch, n_epochs, percent, eta, message):
-                bar.set_postfix_str(
-                    f"trial {trial}/{n_trials} epoch {epoch}/{n_epochs} {message}"[:60]
-                )
-                bar.update(max(0.0, float(percent) - bar.n))
+            def show(progress):
+                if progress.phase == "training":
+                    step = (
+                        f"trial {progress.trial}/{progress.trials} "
+                        f"epoch {progress.epoch}/{progress.epochs}"
+                    )
+                else:
+                    step = progress.message
+                left = progress.eta_s if progress.eta_s is not None else progress.eta_max_s
+                if left is not None and progress.phase != "done":
+                    word = "about" if progress.eta_s is not None else "at most"
+                    step += f", {word} {left:.0f} s left"
+                bar.set_postfix_str(step[:70])
+                bar.update(max(0.0, float(progress.percent) - bar.n))
 
             model = training_run(model_version_id=model.pk, progress=show)
         if model.status == "failed":
