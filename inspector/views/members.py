@@ -32,7 +32,7 @@ def _page(request, project, *, invitation=None, link="", error="", status=200) -
             "invitation": invitation,
             "link": link,
             "error": error,
-            "values": request.POST if request.method == "POST" else {},
+            "values": request.POST if error else {},  # typed again only after a refusal
         },
         status=status,
     )

@@ -100,12 +100,13 @@ class Command(BaseCommand):
             admin = get_user_model().objects.filter(username=options["admin"]).first()
             if admin is None:
                 raise CommandError(f"No user called {options['admin']!r}.")
+        values = _settings(options)
         project = project_create(
-            name=options["name"],
+            name=values.pop("name"),
             slug=options["slug"],
             labels=options["labels"],
             by=admin,
-            **_settings(options),
+            **values,
         )
         self.stdout.write(self.style.SUCCESS(f"Created {project.slug}: {project.name}"))
         self._print(project)
