@@ -77,9 +77,9 @@ SETTINGS: dict[str, Setting] = {
         "int", "Train a new model after this many new human labels (0: never).", 0, 10**7
     ),
     "cost_mode": Setting("choice", "Pay inspectors per answer or by the hour."),
-    "price_per_answer": Setting("money", "Price of one answer.", 0, 10**6),
-    "hourly_rate": Setting("money", "Price of one hour of an inspector's time.", 0, 10**6),
-    "machine_price_per_1000": Setting("money", "Price of 1,000 model predictions.", 0, 10**6),
+    "price_per_answer": Setting("money", "Price of one answer.", 0, 99_999),
+    "hourly_rate": Setting("money", "Price of one hour of an inspector's time.", 0, 99_999),
+    "machine_price_per_1000": Setting("money", "Price of 1,000 model predictions.", 0, 99_999),
     "currency": Setting("text", "Three-letter currency code, e.g. USD.", max_length=3),
     "credit_rules": Setting(
         "rules", "Review type → the label that earns its credit, e.g. product → product."

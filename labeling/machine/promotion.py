@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from labeling.errors import ServiceError
 from labeling.machine.predict import project_repredict
-from labeling.machine.predictors import heldout_load, predictor_for
+from labeling.machine.predictors import class_names_mismatch, heldout_load, predictor_for
 from labeling.manifests import manifest_labels
 from labeling.models import Item, ModelStatus, ModelVersion, Project
 from ml import thresholds
@@ -204,6 +204,11 @@ def model_promote(
         )
     if model.temperature is None or not model.checkpoint_dir:
         raise ServiceError(f"Model v{model.version} has no calibrated checkpoint.")
+    # A version trained before the label set changed would name the wrong labels.
+    trained_on = (model.metrics or {}).get("class_names")
+    mismatch = class_names_mismatch(model.project, trained_on) if trained_on else None
+    if mismatch:
+        raise ServiceError(f"Model v{model.version} cannot serve this project: {mismatch}.")
     with transaction.atomic():
         project = Project.objects.select_for_update().get(pk=model.project_id)
         ModelVersion.objects.filter(project=project, status=ModelStatus.ACTIVE).exclude(

@@ -260,3 +260,13 @@ def test_an_archived_project_leaves_the_lists_and_takes_no_work(project, people)
         time_on_task_ms=10,
     )
     assert item
+
+
+def test_a_model_trained_on_the_old_labels_cannot_be_promoted_after_the_change(project):
+    from labeling.errors import ServiceError
+    from labeling.machine.promotion import model_promote
+
+    model = _activate_model(project)
+    project_update(project=project, labels=[*SHOP, "close_up"], retire_model=True)
+    with pytest.raises(ServiceError, match="cannot serve this project"):
+        model_promote(model=model)
