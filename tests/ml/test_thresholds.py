@@ -79,6 +79,21 @@ def test_class_with_too_little_support_gets_none():
     assert "only 10" in result.reason
 
 
+def test_a_never_class_says_how_many_more_items_it_needs():
+    # 98 % at 95 % confidence with no error needs 149 items: 16 have 133 to go.
+    small = select_class_threshold(np.full(16, 0.999), np.ones(16, bool), min_support=30)
+    assert small.threshold is None and small.needed == 133
+    # Given that many more, all right, the class gets a threshold.
+    enough = select_class_threshold(np.full(149, 0.999), np.ones(149, bool), min_support=30)
+    assert enough.threshold is not None and enough.needed is None
+    # Three confident errors: 160 items are not enough, and more are needed than a flawless
+    # class of that size would need (none).
+    flawed = np.ones(160, bool)
+    flawed[-3:] = False
+    result = select_class_threshold(np.linspace(0.9, 1, 160), flawed)
+    assert result.threshold is None and result.needed > 100
+
+
 def test_flawless_class_needs_enough_items_to_prove_precision():
     # 100 perfect items cannot show 98% at 95% confidence (needs n ≥ 149 with zero errors).
     assert select_class_threshold(np.linspace(0.9, 1, 100), np.ones(100, bool)).threshold is None
