@@ -268,3 +268,26 @@ def new_label_count(*, project: Project) -> int:
 def training_due(*, project: Project) -> bool:
     """True when ``retrain_every`` new human labels arrived since the last training started."""
     return project.retrain_every > 0 and new_label_count(project=project) >= project.retrain_every
+
+
+def trainings_start_due(*, reason: str) -> int:
+    """Start a training in every project that is due one; returns how many started.
+
+    ``new labels``: projects with ``retrain_every`` new human labels since their last training.
+    ``nightly``: every project with automatic retraining on and any new human label. A project
+    that cannot train now (one is running, too few labels) is skipped with a log line."""
+    if reason == "nightly":
+        projects = [
+            p for p in Project.objects.filter(retrain_every__gt=0) if new_label_count(project=p)
+        ]
+    else:
+        projects = [p for p in Project.objects.all() if training_due(project=p)]
+    started = 0
+    for project in projects:
+        try:
+            training_start(project=project, reason=reason)
+        except ServiceError as exc:
+            logger.info("No %s training for %s: %s", reason, project.slug, exc.message)
+        else:
+            started += 1
+    return started
