@@ -25,6 +25,7 @@ from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
 from labeling.models import Item, ItemSource, Manifest, ModelStatus, ModelVersion, Project
+from ml.evaluation import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +221,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     model.status = ModelStatus.READY
     model.checkpoint_dir = str(output.relative_to(settings.MODEL_ROOT))
     model.temperature = result.temperature
-    model.metrics = _jsonable(metrics)
+    model.metrics = jsonable(metrics)
     model.thresholds = {
         "target": project.target_precision,
         "confidence": project.threshold_confidence,
@@ -229,7 +230,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     model.validation_items = [item_ids[i] for i in val_idx]
     model.hyperparameters = {
         **model.hyperparameters,
-        **_jsonable(result.config.get("hyperparameters", {})),
+        **jsonable(result.config.get("hyperparameters", {})),
     }
     model.hyperparameters["trainable_blocks_chosen"] = result.config.get("trainable_blocks")
     model.trained_at = timezone.now()
@@ -239,18 +240,6 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     promotion_gate(model=model)
     model.refresh_from_db()
     return model
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def new_label_count(*, project: Project) -> int:
