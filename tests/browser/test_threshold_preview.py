@@ -110,13 +110,13 @@ def test_model_page_polls_training_progress(server, page, client, tuned):
     page.goto(f"{server}/p/{project.slug}/models/")
     assert "Trial 1 of 3" in page.inner_text("#progress-text")
 
-    progress = {**training.progress, "trial": 2, "epoch": 3, "percent": 42.0, "eta_seconds": 90}
+    progress = {**training.progress, "trial": 2, "epoch": 3, "percent": 42.0, "eta_seconds": 600}
     ModelVersion.objects.filter(pk=training.pk).update(progress=progress)
     page.wait_for_function(
         "document.getElementById('progress-text').textContent.includes('Trial 2 of 3')"
     )
     text = page.inner_text("#progress-text")
-    assert "epoch 3 of 6" in text and "42.0%" in text and "2 min left" in text
+    assert "epoch 3 of 6" in text and "42%" in text and "about 10 min left" in text
     page.screenshot(path=f"{SHOTS}/models.png", full_page=True)
 
     # Training ends: the page reloads and shows the outcome.
