@@ -84,3 +84,18 @@ def test_login_and_logout_pages(client, people):
     assert client.get(reverse("home")).status_code == 200
     assert client.post(reverse("logout")).status_code == 302
     assert client.get(reverse("home")).status_code == 302
+
+
+def test_a_role_holds_in_its_own_project_only(client, people, project):
+    """An admin of one project who is an inspector in another may label there, not set it up."""
+    from labeling.access import Role
+    from labeling.models import Project
+    from labeling.project_setup import member_add
+
+    other = Project.objects.get(slug="other-shop")
+    member_add(project=other, user=people["admin"], role=Role.INSPECTOR)
+    login(client, people["admin"])
+    assert client.get(reverse("upload", args=["reviews"])).status_code == 200
+    assert client.get(reverse("inspect", args=["other-shop"])).status_code == 200
+    for name in ("upload", "project-settings", "members", "models"):
+        assert client.get(reverse(name, args=["other-shop"])).status_code == 403, name
