@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -113,8 +113,15 @@ def project_create(
     names = [spec.name for spec in specs]
     thresholds = {key: settings.pop(key) for key in THRESHOLD_FIELDS if key in settings}
     cleaned = project_settings_clean(values={"name": name, **settings}, labels=names)
+    chosen = _slug_for(cleaned["name"], slug)
     with transaction.atomic():
-        project = Project.objects.create(slug=_slug_for(cleaned["name"], slug), **cleaned)
+        try:
+            with transaction.atomic():
+                project = Project.objects.create(slug=chosen, **cleaned)
+        except IntegrityError:  # the same short name, created a moment ago by someone else
+            raise ProjectSettingsInvalid(
+                f"The short name '{chosen}' is taken; choose another.", field="slug"
+            ) from None
         Label.objects.bulk_create(
             Label(
                 project=project,

@@ -270,3 +270,12 @@ def test_a_model_trained_on_the_old_labels_cannot_be_promoted_after_the_change(p
     project_update(project=project, labels=[*SHOP, "close_up"], retire_model=True)
     with pytest.raises(ServiceError, match="cannot serve this project"):
         model_promote(model=model)
+
+
+def test_a_refused_threshold_setting_leaves_no_half_made_project():
+    from labeling.models import Project
+
+    with pytest.raises(ProjectSettingsInvalid, match="between 0 and 1") as refused:
+        project_create(name="Half", labels=["a", "b"], target_precision=2)
+    assert refused.value.field == "target_precision"
+    assert not Project.objects.filter(slug="half").exists()
