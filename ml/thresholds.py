@@ -151,7 +151,8 @@ def select_class_threshold(
             0,
             0,
             None,
-            f"only {support} calibration items (at least {min_support} needed)",
+            f"only {support} held-out images predicted as this class (at least {min_support} "
+            "needed)",
             needed(),
         )
     order = np.argsort(-conf, kind="stable")
@@ -171,7 +172,8 @@ def select_class_threshold(
             0,
             0,
             None,
-            f"{support} items cannot show precision {target:.3g} at confidence {1 - delta:.3g}",
+            f"{support} held-out images are too few to show precision {target:.3g} at "
+            f"confidence {1 - delta:.3g}",
             needed(),
         )
     # A binomial p-value ≤ level is the same event as "upper bound ≤ alpha", and cheap to compute
@@ -190,8 +192,8 @@ def select_class_threshold(
             0,
             0,
             None,
-            f"precision {target:.3g} cannot be shown at confidence {1 - delta:.3g} "
-            f"from {support} items with {errors_total} wrong",
+            f"its most confident held-out images include wrong ones ({errors_total} of "
+            f"{support}): precision {target:.3g} cannot be shown at confidence {1 - delta:.3g}",
             needed(),
         )
     chosen = max(reached)

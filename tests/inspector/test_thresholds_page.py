@@ -328,7 +328,7 @@ def test_the_page_draws_the_curve_and_per_class_reasons(client, shapes, queued):
     assert curve["audit"] is None  # no audited images decided yet
     # 30 held-out images, about 10 per class: too few for the default guarantee. Each class
     # says why, and how many more held-out images it needs.
-    assert "calibration items" in page or "cannot" in page
+    assert "held-out images predicted as this class" in page or "cannot" in page
     rows = response.context["classes"]
     assert all(row["needed"] and row["needed"] > 0 for row in rows)
     assert "Needs at least" in page
