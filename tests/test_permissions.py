@@ -11,9 +11,10 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from labeling.ingest import Upload, item_ingest
+from labeling.machine.training import training_start
 from labeling.manifests import manifest_export
-from labeling.models import ModelVersion
 from tests.conftest import image_bytes
+from tests.machine.fixtures import add_colours
 
 pytestmark = pytest.mark.django_db
 
@@ -98,8 +99,10 @@ def test_every_url_has_a_rule():
 def objects(project, people):
     item = item_ingest(project=project, uploads=[Upload("a.png", image_bytes())]).created_ids[0]
     manifest = manifest_export(project=project)
-    ModelVersion.objects.create(project=project, version=1, status=ModelVersion.Status.READY)
-    return {"item": item, "manifest": manifest.pk, "version": 1}
+    # A model version through the service: 20 human labels, then a training (queued, not run).
+    add_colours(project, 20)
+    version = training_start(project=project, queue=False)
+    return {"item": item, "manifest": manifest.pk, "version": version.version}
 
 
 def url_for(name: str, objects: dict) -> str:
