@@ -446,7 +446,7 @@ def _wait_for_first_model(api, proc, run_log, args, started, timings, figures) -
     log(f"first model active after {timings['model_active_seen_s']} s; waiting for re-routing")
     # Promotion re-routes the waiting images in batches: wait until the count settles.
     last, steady = -1, 0
-    while steady < 5:
+    while steady < 10:  # 20 s without a change
         auto = api.count(f"/api/projects/{SLUG}/items/?status=auto_labeled&page_size=1")
         steady = steady + 1 if auto == last else 0
         last = auto
