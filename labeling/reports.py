@@ -21,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Exists, OuterRef, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -58,7 +58,7 @@ def _seeded_gold() -> Exists:
     return Exists(GoldItem.objects.filter(item=OuterRef("pk"), origin=GoldOrigin.SEEDED))
 
 
-def labeled_by_inspectors(items):
+def labeled_by_inspectors(items: QuerySet) -> QuerySet:
     """``items`` whose final label inspectors decided here: consensus, or an expert resolving a
     dispute; seeded gold answers are not inspectors' work."""
     return items.filter(final_source__in=HUMAN_SOURCES).exclude(
@@ -474,7 +474,7 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("end", "Last day", "date"),
     ("images_ingested", "Images ingested", "images"),
     ("auto_labeled", "Auto-labeled (machine)", "images"),
-    ("human_labeled", "Labeled by inspectors (consensus or expert)", "images"),
+    ("human_labeled", "Labeled by inspectors (consensus or a resolved dispute)", "images"),
     ("imported", "Imported with a label", "images"),
     ("seeded_gold", "Seeded as gold (known answers)", "images"),
     ("final_labels", "Final labels", "images"),
