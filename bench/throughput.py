@@ -7,8 +7,12 @@ worker, on PostgreSQL and Redis.
     python bench/throughput.py --images 20000 --checkpoint /tmp/ml-bench/fashion_60000
 
 The checkpoint is any directory written by ``ml.training.train`` for the 10 Fashion-MNIST
-classes (bench/learning_curve.py leaves one per size). The run uses its own project, media and
-model folders and deletes the project afterwards.
+classes by bench/learning_curve.py (it leaves one per size). It comes into the run's project
+the supported way: its validation images are imported as a Ground Truth manifest (the
+project's held-out labels; ``--heldout N`` takes a class-balanced N of them), then the
+checkpoint is imported (``labeling.machine.model_import``), scored on them and promoted by the
+gate. The routed images are training-split images outside those labels. The run uses its own
+project, media and model folders and deletes the project afterwards.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,6 +52,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch-size", type=int, default=128, help="items per prediction task")
     parser.add_argument("--concurrency", type=int, default=1, help="worker processes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per worker process")
+    parser.add_argument(
+        "--heldout",
+        type=int,
+        default=0,
+        help="import only this many of the checkpoint's validation labels (default: all)",
+    )
     parser.add_argument("--skip-inference", action="store_true")
     parser.add_argument("--out", default="bench/results/throughput.json")
     args = parser.parse_args(argv)
@@ -79,13 +91,13 @@ def main(argv: list[str] | None = None) -> dict:
     from PIL import Image
 
     from labeling.celery import app
-    from labeling.demo import FASHION_LABELS
+    from labeling.demo import FASHION_LABELS, fashion_history_import
     from labeling.ingest import Upload, item_ingest
-    from labeling.machine.promotion import model_promote
-    from labeling.models import Item, ItemStatus, ModelVersion, Prediction
+    from labeling.machine.model_import import model_import, model_import_score
+    from labeling.models import Item, ItemStatus, ModelStatus, Prediction
     from labeling.project_setup import LabelSpec, project_create
     from ml.checkpoint import read_config
-    from ml.fashion_mnist import load_split
+    from ml.fashion_mnist import checkpoint_validation, load_split, stratified_subset
 
     call_command("migrate", verbosity=0)
     app.control.purge()
@@ -97,30 +109,34 @@ def main(argv: list[str] | None = None) -> dict:
         for spec, trained in zip(FASHION_LABELS, config["class_names"], strict=True)
     ]
     project = project_create(name=slug, slug=slug, labels=labels, audit_rate=0.05)
-    target = Path(os.environ["MODEL_ROOT"]) / slug / "v1"
-    shutil.copytree(args.checkpoint, target)
-    names = project.label_names()
-    per_class = config["thresholds"]["per_class"]
-    model = ModelVersion.objects.create(
-        project=project,
-        version=1,
-        checkpoint_dir=str(target.relative_to(os.environ["MODEL_ROOT"])),
-        temperature=config["temperature"],
-        metrics={"class_names": names},
-        thresholds={
-            "target": project.target_precision,
-            "confidence": project.threshold_confidence,
-            "per_class": dict(zip(names, per_class, strict=True)),
-        },
-        status=ModelVersion.Status.READY,
+    # The model comes in the supported way: the checkpoint's own validation images are imported
+    # as a Ground Truth manifest of labels (the project's held-out labels), then the checkpoint
+    # is imported, scored on them in this process and promoted by the gate as the first model.
+    pixels, truth = load_split("train")
+    held = checkpoint_validation(truth, config)
+    if args.heldout and args.heldout < len(held):
+        held = held[stratified_subset(truth[held], args.heldout, seed=0)]
+    started_setup = time.perf_counter()
+    history = fashion_history_import(
+        project=project, pixels=pixels, truth=truth, indices=held, job_name="checkpoint-validation"
     )
-    model_promote(model=model)
+    model = model_import(project=project, checkpoint_dir=Path(args.checkpoint), queue=False)
+    model = model_import_score(model_version_id=model.pk)
+    if model.status != ModelStatus.ACTIVE:
+        sys.exit(f"the imported model was not promoted: {model.status} {model.status_reason}")
+    setup_seconds = time.perf_counter() - started_setup
+    print(
+        f"model imported and scored on {history.created} held-out labels in {setup_seconds:.0f} s"
+    )
 
-    pixels, _ = load_split("train")
+    # The routed images: training-split images outside the held-out labels (so none is a
+    # duplicate of a labeled item), in index order, repeating if more are asked for.
+    pool = np.setdiff1d(np.arange(len(pixels)), held)
+    chosen = [int(pool[i % len(pool)]) for i in range(args.images)]
     pngs = []
-    for i in range(args.images):
+    for i in chosen:
         buffer = io.BytesIO()
-        Image.fromarray(pixels[i % len(pixels)]).save(buffer, "PNG")
+        Image.fromarray(pixels[i]).save(buffer, "PNG")
         pngs.append(buffer.getvalue())
 
     log = open(work / "worker.log", "wb")  # noqa: SIM115 - closed below
@@ -133,13 +149,13 @@ def main(argv: list[str] | None = None) -> dict:
         started = time.perf_counter()
         for start in range(0, len(pngs), args.chunk):
             uploads = [
-                Upload(f"fm-{i}.png", pngs[i], {"fmnist_index": i})
-                for i in range(start, min(start + args.chunk, len(pngs)))
+                Upload(f"fm-{n}.png", pngs[n], {"fmnist_index": chosen[n]})
+                for n in range(start, min(start + args.chunk, len(pngs)))
             ]
             with transaction.atomic():
                 item_ingest(project=project, uploads=uploads)
         ingested = time.perf_counter() - started
-        total = Item.objects.filter(project=project).count()
+        total = Item.objects.filter(project=project, metadata__fmnist_index__isnull=False).count()
         while Item.objects.filter(project=project, status=ItemStatus.NEW).exists():
             if worker.poll() is not None:
                 sys.exit(f"worker stopped; see {work / 'worker.log'}")
@@ -169,6 +185,8 @@ def main(argv: list[str] | None = None) -> dict:
             "images_per_s": round(total / finished, 1),
             "goal_seconds": 600,
             "decisions": decisions,
+            "heldout_labels": history.created,
+            "model_import_seconds": round(setup_seconds, 1),
             "worker_processes": args.concurrency,
             "torch_threads_per_worker": args.threads,
             "prediction_batch_size": args.batch_size,

@@ -13,6 +13,7 @@ exported: a manifest is what humans (consensus, experts) or an earlier import de
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 from pathlib import Path, PurePosixPath
@@ -202,6 +203,14 @@ def _image_bytes(ref: str, images_dir: Path | None) -> bytes:
     raise LineError(f"image not found for source-ref {ref!r}")
 
 
+def _counted(lines: list[str], progress: Callable[[int], None] | None):
+    """The lines, calling ``progress(1)`` once each line's work is done."""
+    for line in lines:
+        yield line
+        if progress:
+            progress(1)
+
+
 def manifest_import(
     *,
     project: Project,
@@ -209,9 +218,11 @@ def manifest_import(
     images_dir: str | Path | None = None,
     by: AbstractBaseUser | None = None,
     file_name: str = "import.manifest",
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a Ground Truth manifest: each valid line becomes (or relabels) an item labeled
-    with source ``imported``; each bad line is reported with its line number."""
+    with source ``imported``; each bad line is reported with its line number. ``progress`` is
+    called with 1 after each line (a progress bar's ``update``)."""
     report = ImportReport()
     labels = list(project.labels.all())
     by_name = {label.name: label for label in labels}
@@ -222,7 +233,7 @@ def manifest_import(
     except UnicodeDecodeError:
         report.errors.append((0, "the manifest is not UTF-8 text"))
         return report
-    for line_no, raw in enumerate(text.splitlines(), start=1):
+    for line_no, raw in enumerate(_counted(text.splitlines(), progress), start=1):
         if not raw.strip():
             continue
         try:

@@ -7,6 +7,12 @@ its CSV and the API always reconcile. Money is ``Decimal`` to the six places ``C
 Which date puts a thing in the period (days in the server's time zone, both ends included):
 images by when they were ingested, final labels by when the item was finished, answers and costs
 by when they were given or spent.
+
+Which labels count as work done here: machine labels (auto-labeled) and labels decided by
+inspectors (consensus, or an admin resolving a dispute). Labels that came with the data are
+neither: imported ones (a Ground Truth manifest) and known answers an admin seeded as gold (their
+source is ``expert``, but nobody labeled them here). They are counted apart, cost nothing,
+and are no part of the all-human baseline, so they can never show up as a saving.
 """
 
 from collections.abc import Iterable, Mapping
@@ -15,7 +21,7 @@ from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
 from django.contrib.auth import get_user_model
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -27,6 +33,8 @@ from labeling.models import (
     CostEntry,
     CostKind,
     CostMode,
+    GoldItem,
+    GoldOrigin,
     Item,
     ItemSource,
     Project,
@@ -43,6 +51,19 @@ COST_TABLES = ("summary", "inspectors", "daily")
 
 class ReportError(ServiceError):
     status, code = 400, "invalid_report_query"
+
+
+def _seeded_gold() -> Exists:
+    """The item is a known answer an admin seeded (not a dispute an expert resolved)."""
+    return Exists(GoldItem.objects.filter(item=OuterRef("pk"), origin=GoldOrigin.SEEDED))
+
+
+def labeled_by_inspectors(items: QuerySet) -> QuerySet:
+    """``items`` whose final label inspectors decided here: consensus, or an expert resolving a
+    dispute; seeded gold answers are not inspectors' work."""
+    return items.filter(final_source__in=HUMAN_SOURCES).exclude(
+        Q(final_source=ItemSource.EXPERT) & _seeded_gold()
+    )
 
 
 def money(value: object) -> Decimal:
@@ -131,6 +152,7 @@ class DailyRow:
     auto_labeled: int = 0
     human_labeled: int = 0
     imported: int = 0
+    seeded_gold: int = 0
     answers: int = 0
     human_seconds: Decimal = ZERO
     human_cost: Decimal = ZERO
@@ -202,14 +224,16 @@ def _daily_rows(project: Project, period: Period) -> list[DailyRow]:
     finished = (
         Item.objects.filter(period.within("finished_at"), project=project)
         .exclude(final_label__isnull=True)
-        .annotate(day=TruncDate("finished_at", tzinfo=tz))
-        .values("day", "final_source")
+        .annotate(day=TruncDate("finished_at", tzinfo=tz), seeded=_seeded_gold())
+        .values("day", "final_source", "seeded")
         .annotate(n=Count("id"))
     )
     for row in finished:
         daily = rows[row["day"]]
         if row["final_source"] == ItemSource.MACHINE:
             daily.auto_labeled += row["n"]
+        elif row["final_source"] == ItemSource.EXPERT and row["seeded"]:
+            daily.seeded_gold += row["n"]
         elif row["final_source"] in HUMAN_SOURCES:
             daily.human_labeled += row["n"]
         elif row["final_source"] == ItemSource.IMPORTED:
@@ -249,6 +273,7 @@ def _daily_total(rows: list[DailyRow]) -> DailyRow:
         total.auto_labeled += row.auto_labeled
         total.human_labeled += row.human_labeled
         total.imported += row.imported
+        total.seeded_gold += row.seeded_gold
         total.answers += row.answers
         total.human_seconds += row.human_seconds
         total.human_cost += row.human_cost
@@ -329,18 +354,19 @@ def _median_answer_seconds(project: Project, period: Period) -> Decimal | None:
 
 
 def _baseline(project: Project, period: Period, labeled_here: int, total_cost: Decimal) -> dict:
-    """What the same final labels would have cost with humans only.
+    """What the same final labels (auto-labeled plus labeled by inspectors, never imported or
+    seeded ones) would have cost with humans only.
 
-    Answers per image: the observed average of current answers per human-labeled image finished
-    in the period, never less than the project's minimum (a machine-labeled image would have
-    needed at least that many). Price per answer: the project's, or in hourly mode the hourly
-    rate times the median time per answer in the period.
+    Answers per image: the observed average of current answers per image inspectors labeled in
+    the period, never less than the project's configured minimum (an auto-labeled image would
+    have needed at least that many); the minimum alone while inspectors have labeled nothing.
+    Price per answer: the project's, or in hourly mode the hourly rate times the median time per
+    answer in the period. With nothing labeled here the baseline is zero: no saving.
     """
-    human_items = Item.objects.filter(
-        period.within("finished_at"),
-        project=project,
-        final_source__in=HUMAN_SOURCES,
-        final_label__isnull=False,
+    human_items = labeled_by_inspectors(
+        Item.objects.filter(
+            period.within("finished_at"), project=project, final_label__isnull=False
+        )
     )
     human_count = human_items.count()
     answers_on_them = Annotation.objects.filter(
@@ -408,7 +434,8 @@ def cost_report_build(*, project: Project, period: Period) -> CostReport:
         "auto_labeled": t.auto_labeled,
         "human_labeled": t.human_labeled,
         "imported": t.imported,
-        "final_labels": labeled_here + t.imported,
+        "seeded_gold": t.seeded_gold,
+        "final_labels": labeled_here + t.imported + t.seeded_gold,
         "automation_percent": (
             round(100 * t.auto_labeled / labeled_here, 1) if labeled_here else None
         ),
@@ -421,7 +448,8 @@ def cost_report_build(*, project: Project, period: Period) -> CostReport:
         "predictions": t.predictions,
         "machine_cost": t.machine_cost,
         "total_cost": total_cost,
-        # Imported labels cost nothing here, so they are not part of the per-label figure.
+        # Imported and seeded labels cost nothing here, so they are not part of the per-label
+        # figure.
         "cost_per_final_label": (
             (total_cost / labeled_here).quantize(MONEY, rounding=ROUND_HALF_UP)
             if labeled_here
@@ -446,8 +474,9 @@ SUMMARY_ROWS: tuple[tuple[str, str, str], ...] = (
     ("end", "Last day", "date"),
     ("images_ingested", "Images ingested", "images"),
     ("auto_labeled", "Auto-labeled (machine)", "images"),
-    ("human_labeled", "Labeled by inspectors (consensus or expert)", "images"),
+    ("human_labeled", "Labeled by inspectors (consensus or a resolved dispute)", "images"),
     ("imported", "Imported with a label", "images"),
+    ("seeded_gold", "Seeded as gold (known answers)", "images"),
     ("final_labels", "Final labels", "images"),
     ("answers", "Answers given (including undone)", "answers"),
     ("current_answers", "Answers that still count", "answers"),
@@ -473,6 +502,7 @@ DAILY_COLUMNS = (
     "auto_labeled",
     "human_labeled",
     "imported",
+    "seeded_gold",
     "answers",
     "human_seconds",
     "human_hours",

@@ -124,6 +124,12 @@ class LoopMeasures:
             "machine_cost_rows": str(machine["amount"] or Decimal(0)),
         }
 
+    def seeded_gold_finished(self) -> int:
+        """Items whose final label is a seeded gold answer (not decided by inspectors)."""
+        return Item.objects.filter(
+            project=self.project, final_source=ItemSource.EXPERT, gold__origin="seeded"
+        ).count()
+
     def manager_report(self) -> dict:
         """The totals of the manager's cost report (``labeling.reports``) over the run's days."""
         from labeling.reports import Period, cost_report_build
@@ -134,6 +140,7 @@ class LoopMeasures:
             "images_ingested",
             "auto_labeled",
             "human_labeled",
+            "seeded_gold",
             "answers",
             "current_answers",
             "human_cost",
@@ -156,8 +163,11 @@ class LoopMeasures:
         bench_totals = {
             "images_ingested": len(self.index_of),
             "auto_labeled": snapshot["by_source"].get(ItemSource.MACHINE, 0),
+            # Seeded gold answers came with the data: the report counts them apart.
             "human_labeled": snapshot["by_source"].get(ItemSource.CONSENSUS, 0)
-            + snapshot["by_source"].get(ItemSource.EXPERT, 0),
+            + snapshot["by_source"].get(ItemSource.EXPERT, 0)
+            - self.seeded_gold_finished(),
+            "seeded_gold": self.seeded_gold_finished(),
             "answers": costs["answers"],
             "human_cost": costs["human_cost"],
             "predictions": costs["predictions"],

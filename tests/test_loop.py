@@ -93,4 +93,5 @@ def test_a_small_loop_finishes_every_image_once_and_the_report_agrees(
     report = figures["manager_report"]
     assert report["answers"] == figures["answers"] == figures["costs"]["answers_cost_rows"]
     assert report["images_ingested"] == 240
-    assert report["auto_labeled"] + report["human_labeled"] == 240
+    assert report["auto_labeled"] + report["human_labeled"] + report["seeded_gold"] == 240
+    assert report["seeded_gold"] == figures["gold_seeded"]

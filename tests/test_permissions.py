@@ -14,10 +14,11 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from labeling.access import Role
 from labeling.ingest import Upload, item_ingest
+from labeling.machine.training import training_start
 from labeling.manifests import manifest_export
-from labeling.models import ModelVersion
 from labeling.project_setup import member_add
 from tests.conftest import image_bytes
+from tests.machine.fixtures import add_colours
 
 pytestmark = pytest.mark.django_db
 
@@ -132,11 +133,13 @@ def test_every_url_has_a_rule():
 def objects(project, people, make_user):
     item = item_ingest(project=project, uploads=[Upload("a.png", image_bytes())]).created_ids[0]
     manifest = manifest_export(project=project)
-    ModelVersion.objects.create(project=project, version=1, status=ModelVersion.Status.READY)
+    # A model version through the service: 20 human labels, then a training (queued, not run).
+    add_colours(project, 20)
+    version = training_start(project=project, queue=False)
     # A member none of the callers is, so removing them does not change who the callers are.
     member = make_user("tom-target", Role.INSPECTOR)
     member_add(project=project, user=member)
-    return {"item": item, "manifest": manifest.pk, "version": 1, "member": member.pk}
+    return {"item": item, "manifest": manifest.pk, "version": version.version, "member": member.pk}
 
 
 def url_for(rule: str, objects: dict) -> str:

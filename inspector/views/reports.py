@@ -72,7 +72,7 @@ def costs(request: HttpRequest, slug: str) -> HttpResponse:
         "days": [row.day.isoformat() for row in report.daily],
         "machine": [row.auto_labeled for row in report.daily],
         "human": [row.human_labeled for row in report.daily],
-        "imported": [row.imported for row in report.daily],
+        "imported": [row.imported + row.seeded_gold for row in report.daily],
     }
     period_query = {"start": period.start.isoformat(), "end": period.end.isoformat()}
     quick = [

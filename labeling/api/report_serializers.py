@@ -21,8 +21,13 @@ class CostSummarySerializer(serializers.Serializer):
     min_answers = serializers.IntegerField()
     images_ingested = serializers.IntegerField()
     auto_labeled = serializers.IntegerField(help_text="Final labels from the machine.")
-    human_labeled = serializers.IntegerField(help_text="Final labels by consensus or an expert.")
-    imported = serializers.IntegerField()
+    human_labeled = serializers.IntegerField(
+        help_text="Final labels inspectors decided: consensus, or an expert resolving a dispute."
+    )
+    imported = serializers.IntegerField(help_text="Final labels imported from a manifest.")
+    seeded_gold = serializers.IntegerField(
+        help_text="Known answers an admin seeded as gold: not labeled here, not a saving."
+    )
     final_labels = serializers.IntegerField()
     automation_percent = serializers.FloatField(allow_null=True)
     answers = serializers.IntegerField(help_text="Answers given, including ones taken back.")
@@ -80,6 +85,7 @@ class DailyCostSerializer(serializers.Serializer):
     auto_labeled = serializers.IntegerField()
     human_labeled = serializers.IntegerField()
     imported = serializers.IntegerField()
+    seeded_gold = serializers.IntegerField()
     answers = serializers.IntegerField()
     human_seconds = serializers.DecimalField(max_digits=20, decimal_places=3)
     human_hours = serializers.DecimalField(max_digits=20, decimal_places=4)

@@ -26,13 +26,14 @@ def predictor_for(model_version: ModelVersion):
     """A loaded Predictor, cached per worker process (loading takes a second; batches are many)."""
     from ml.inference import Predictor  # imports torch: only where a model is run
 
-    key = (model_version.pk, model_version.checkpoint_dir)
+    # The full path, not the row alone: ids come back after a rollback (tests) and MODEL_ROOT
+    # may change, and a cached model must never answer for another checkpoint.
+    path = checkpoint_path(model_version)
+    key = (model_version.pk, str(path))
     with _predictors_lock:
         if key not in _predictors:
             _predictors.clear()  # keep one model in memory per process
-            _predictors[key] = Predictor.load(
-                checkpoint_path(model_version), num_threads=settings.INFERENCE_THREADS
-            )
+            _predictors[key] = Predictor.load(path, num_threads=settings.INFERENCE_THREADS)
         return _predictors[key]
 
 

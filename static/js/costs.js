@@ -13,9 +13,10 @@
     { label: "Machine (auto-labeled)", data: data.machine, backgroundColor: color("--accent", "#2f5fd0") },
     { label: "Inspectors (consensus or expert)", data: data.human, backgroundColor: "#f79009" }
   ];
-  // Imported labels only get a bar when there are any, to keep the common chart simple.
+  // Labels that came with the data (imported, seeded gold) only get a bar when there are any,
+  // to keep the common chart simple.
   if (data.imported.some(function (n) { return n > 0; })) {
-    datasets.push({ label: "Imported", data: data.imported, backgroundColor: "#98a2b3" });
+    datasets.push({ label: "Imported or seeded gold", data: data.imported, backgroundColor: "#98a2b3" });
   }
   new Chart(canvas, {
     type: "bar",

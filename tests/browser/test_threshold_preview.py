@@ -4,11 +4,12 @@ set and the preview follows the inputs."""
 import os
 
 import pytest
+from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from labeling.access import Role
 from labeling.machine.predict import items_predict
-from labeling.machine.promotion import model_promote
+from labeling.machine.training import training_run, training_start
 from labeling.models import ModelStatus, ModelVersion, Project
 from labeling.project_setup import member_add
 from tests.machine.fixtures import (
@@ -32,14 +33,14 @@ def log_in(page, client, url, user):
 
 
 @pytest.fixture
-def tuned(make_user, tiny_checkpoint, settings):  # noqa: F811
+def tuned(make_user, tiny_checkpoint):  # noqa: F811
     """A shapes project with an active tiny model that auto-labels nothing, eight images in
     the queue, and an admin."""
     project = shapes_project(audit_rate=0.0, gold_rate=0.0)
     project.threshold_mode = Project.ThresholdMode.MANUAL
     project.manual_thresholds = {"circle": None, "square": None, "triangle": None}
     project.save()
-    model_promote(model=install_model(project, tiny_checkpoint, settings))
+    assert install_model(project, tiny_checkpoint).status == ModelStatus.ACTIVE  # the first
     items_predict(item_ids=add_shapes(project, 8, offset=300, queue_prediction=False))
     admin = make_user("ada-admin", Role.ADMIN)
     member_add(project=project, user=admin)
@@ -98,19 +99,18 @@ def test_admin_sees_the_curve_and_the_preview_follows_the_inputs(server, page, c
 
 def test_model_page_polls_training_progress(server, page, client, tuned):
     project, admin = tuned
-    training = ModelVersion.objects.create(
-        project=project,
-        version=2,
-        status=ModelStatus.TRAINING,
-        progress={"state": "training", "trial": 1, "trials": 3, "epoch": 1, "epochs": 6,
-                  "percent": 10.0, "eta_seconds": 300, "message": "trial 1",
-                  "updated_at": timezone.now().isoformat()},
-    )  # fmt: skip
+    # A training through the service (the 30 labels the import was scored on are enough);
+    # the worker's progress heartbeats are written as labeling.machine.training writes them.
+    training = training_start(project=project, queue=False)
+    progress = {"state": "training", "trial": 1, "trials": 3, "epoch": 1, "epochs": 6,
+                "percent": 10.0, "eta_seconds": 300, "message": "trial 1",
+                "updated_at": timezone.now().isoformat()}  # fmt: skip
+    ModelVersion.objects.filter(pk=training.pk).update(progress=progress)
     log_in(page, client, server, admin)
     page.goto(f"{server}/p/{project.slug}/models/")
     assert "Trial 1 of 3" in page.inner_text("#progress-text")
 
-    progress = {**training.progress, "trial": 2, "epoch": 3, "percent": 42.0, "eta_seconds": 600}
+    progress = {**progress, "trial": 2, "epoch": 3, "percent": 42.0, "eta_seconds": 600}
     ModelVersion.objects.filter(pk=training.pk).update(progress=progress)
     page.wait_for_function(
         "document.getElementById('progress-text').textContent.includes('Trial 2 of 3')"
@@ -119,11 +119,12 @@ def test_model_page_polls_training_progress(server, page, client, tuned):
     assert "epoch 3 of 6" in text and "42%" in text and "about 10 min left" in text
     page.screenshot(path=f"{SHOTS}/models.png", full_page=True)
 
-    # Training ends: the page reloads and shows the outcome.
-    ModelVersion.objects.filter(pk=training.pk).update(
-        status=ModelStatus.FAILED, status_reason="RuntimeError: out of memory"
-    )
-    page.wait_for_selector("text=RuntimeError: out of memory")
+    # The training fails in the worker (storage lost an image its manifest names): the page
+    # reloads and shows the reason.
+    lost = project.items.filter(final_source="consensus").first()
+    default_storage.delete(lost.image.name)
+    assert training_run(model_version_id=training.pk).status == ModelStatus.FAILED
+    page.wait_for_selector("text=FileNotFoundError")
     assert page.query_selector("#training") is None
 
 

@@ -18,7 +18,6 @@ from rest_framework.authtoken.models import Token
 
 from labeling.access import Role
 from labeling.dispatch import PREDICT_ITEMS
-from labeling.machine.promotion import model_promote
 from labeling.models import Annotation, Assignment, Item, ItemStatus, Prediction, Project
 from labeling.project_setup import member_add, project_create
 from tests.hardening.conftest import needs_postgres, worker
@@ -42,16 +41,16 @@ def _postgres_only():
 
 
 @pytest.fixture
-def model_project(tiny_checkpoint, settings):  # noqa: F811
-    """A shapes project whose active model routes every image (manual thresholds)."""
+def model_project(tiny_checkpoint):  # noqa: F811
+    """A shapes project whose active model routes every image (manual thresholds): the tiny
+    model imported and promoted as the project's first."""
     project = shapes_project(
         threshold_mode=Project.ThresholdMode.MANUAL,
         manual_thresholds={"circle": 0.0, "square": 0.0, "triangle": 2.0},
         audit_rate=0.0,
     )
-    model = install_model(project, tiny_checkpoint, settings)
-    model_promote(model=model)
-    model.refresh_from_db()
+    model = install_model(project, tiny_checkpoint)
+    assert model.status == "active"
     return project, model
 
 

@@ -6,28 +6,34 @@ from django.urls import reverse
 from django.utils import timezone
 
 from labeling.access import Role
+from labeling.machine.training import training_start
 from labeling.models import ItemSource, ModelStatus, ModelVersion
 from labeling.project_setup import member_add
 from tests.machine.fixtures import (
-    add_shapes,
+    add_colours,
     install_model,
+    recalibrated,
+    review_checkpoint,  # noqa: F401
     shapes_project,
     tiny_checkpoint,  # noqa: F401
 )
 
 pytestmark = pytest.mark.django_db
 
-METRICS = {
-    "accuracy": 0.912,
-    "macro_f1": 0.9,
-    "ece": 0.021,
-    "coverage_at_target": 0.64,
-    "target_precision": 0.98,
-    "per_class": {
-        "package": {"precision": 0.95, "recall": 0.9, "support": 40},
-        "product": {"precision": 0.88, "recall": 0.93, "support": 41},
-    },
-    "promotion_gate": {"decision": "Not promoted: auto-labels 61.0% of held-out images"},
+
+def _pct(value) -> str:
+    return f"{100 * value:.1f}%"
+
+
+PROGRESS = {
+    "state": "training",
+    "trial": 2,
+    "trials": 3,
+    "epoch": 4,
+    "epochs": 6,
+    "percent": 55.0,
+    "eta_seconds": 120,
+    "message": "trial 2: lr 0.003",
 }
 
 
@@ -36,33 +42,20 @@ def page_url(slug="reviews"):
 
 
 @pytest.fixture
-def versions(project):
-    ready = ModelVersion.objects.create(
-        project=project,
-        version=1,
-        status=ModelStatus.READY,
-        metrics=METRICS,
-        hyperparameters={"learning_rate": 0.003, "epochs": 6},
-        temperature=1.3,
-        checkpoint_dir="1/v1",
-        status_reason="Not promoted: auto-labels 61.0% of held-out images",
+def versions(project, review_checkpoint, tmp_path):  # noqa: F811
+    """Reached through the services, as in a real project: 24 human labels; v1 imported and
+    promoted (the first model); v2 the same weights, worse calibrated, imported after it, which
+    the gate keeps ``ready``; v3 a training a worker is running."""
+    add_colours(project, 24)
+    install_model(project, review_checkpoint)
+    ready = install_model(project, recalibrated(review_checkpoint, tmp_path / "v2"))
+    assert ready.status == ModelStatus.READY and "Not promoted" in ready.status_reason
+    training = training_start(project=project, queue=False)
+    # The worker's progress heartbeat, as labeling.machine.training writes it mid-training.
+    ModelVersion.objects.filter(pk=training.pk).update(
+        progress={**PROGRESS, "updated_at": timezone.now().isoformat()}
     )
-    training = ModelVersion.objects.create(
-        project=project,
-        version=2,
-        status=ModelStatus.TRAINING,
-        progress={
-            "state": "training",
-            "trial": 2,
-            "trials": 3,
-            "epoch": 4,
-            "epochs": 6,
-            "percent": 55.0,
-            "eta_seconds": 120,
-            "message": "trial 2: lr 0.003",
-            "updated_at": timezone.now().isoformat(),
-        },
-    )
+    training.refresh_from_db()
     return ready, training
 
 
@@ -111,8 +104,8 @@ def test_wrong_methods_are_refused(client, people):
 def test_api_permissions(client, people, versions, role, read, write):
     client.force_login(people[role])
     assert client.get(reverse("api-models", args=["reviews"])).status_code == read
-    assert client.get(reverse("api-model", args=["reviews", 2])).status_code == read
-    # Admins reach the service, which refuses: v2 is training.
+    assert client.get(reverse("api-model", args=["reviews", 3])).status_code == read
+    # Admins reach the service, which refuses: v3 is training.
     assert client.post(reverse("api-models-train", args=["reviews"])).status_code == write
 
 
@@ -125,25 +118,29 @@ def test_api_refuses_anonymous_callers(client, versions):
 
 
 def test_page_shows_metrics_gate_progress_and_actions(client, people, versions):
+    ready, _ = versions
     client.force_login(people["admin"])
     page = client.get(page_url()).content.decode()
-    assert "91.2%" in page and "90.0%" in page and "0.021" in page and "64.0%" in page
-    assert "Not promoted: auto-labels 61.0% of held-out images" in page
-    assert "88.0%" in page and "93.0%" in page  # product precision / recall
-    # Hyperparameters in words, not raw JSON; classes by their display names, not slugs.
+    metrics = ready.metrics  # measured when the import was scored on the project's labels
+    assert _pct(metrics["accuracy"]) in page and _pct(metrics["macro_f1"]) in page
+    assert f"{metrics['ece']:.3f}" in page
+    assert ready.status_reason in page  # the promotion gate's reason
+    product = metrics["per_class"]["product"]
+    assert _pct(product["precision"]) in page and _pct(product["recall"]) in page
+    # Hyperparameters in words, not raw JSON (the imported checkpoint's learning rate).
     assert '<th scope="row">Learning rate</th><td>0.003</td>' in page
     assert "&quot;learning_rate&quot;" not in page
-    # v1 is ready: it can be promoted; v2 trains: progress is polled from the API.
-    assert reverse("models-promote", args=["reviews", 1]) in page
-    assert reverse("models-promote", args=["reviews", 2]) not in page
-    assert f'data-url="{reverse("api-model", args=["reviews", 2])}"' in page
+    # v2 is ready: it can be promoted; v3 trains: progress is polled from the API.
+    assert reverse("models-promote", args=["reviews", 2]) in page
+    assert reverse("models-promote", args=["reviews", 3]) not in page
+    assert f'data-url="{reverse("api-model", args=["reviews", 3])}"' in page
     assert "Trial 2 of 3" in page and "epoch 4 of 6" in page
     assert "js/models.js" in page
 
 
 def test_progress_endpoint_reports_trial_epoch_and_eta(client, people, versions):
     client.force_login(people["manager"])
-    body = client.get(reverse("api-model", args=["reviews", 2])).json()
+    body = client.get(reverse("api-model", args=["reviews", 3])).json()
     assert body["status"] == "training"
     assert {k: body["progress"][k] for k in ("trial", "epoch", "percent", "eta_seconds")} == {
         "trial": 2,
@@ -152,7 +149,7 @@ def test_progress_endpoint_reports_trial_epoch_and_eta(client, people, versions)
         "eta_seconds": 120,
     }
     listing = client.get(reverse("api-models", args=["reviews"])).json()
-    assert [m["version"] for m in listing["results"]] == [2, 1]
+    assert [m["version"] for m in listing["results"]] == [3, 2, 1]
     assert client.get(reverse("api-model", args=["reviews", 9])).status_code == 404
 
 
@@ -170,11 +167,11 @@ def test_training_is_refused_while_one_runs(client, people, versions):
     response = client.post(reverse("api-models-train", args=["reviews"]))
     assert response.status_code == 409
     assert response.json()["detail"] == (
-        "Model v2 is already training for this project; wait for it to finish."
+        "Model v3 is already training for this project; wait for it to finish."
     )
     page = client.post(reverse("models-train", args=["reviews"]), follow=True)
-    assert "Model v2 is already training" in page.content.decode()
-    assert ModelVersion.objects.filter(project__slug="reviews").count() == 2
+    assert "Model v3 is already training" in page.content.decode()
+    assert ModelVersion.objects.filter(project__slug="reviews").count() == 3
 
 
 def test_training_needs_enough_labels(client, people):
@@ -194,7 +191,7 @@ def test_rollback_without_an_earlier_model_says_so(client, people, versions):
 
 def test_a_training_version_cannot_be_promoted(client, people, versions):
     client.force_login(people["admin"])
-    response = client.post(reverse("api-model-promote", args=["reviews", 2]))
+    response = client.post(reverse("api-model-promote", args=["reviews", 3]))
     assert response.status_code == 400 and "only a trained model" in response.json()["detail"]
 
 
@@ -210,20 +207,19 @@ def test_start_promote_and_roll_back(
     client,
     shapes,
     tiny_checkpoint,  # noqa: F811
-    settings,
+    tmp_path,
     django_capture_on_commit_callbacks,
 ):
     project, admin = shapes
-    first = install_model(project, tiny_checkpoint, settings, version=1)
-    second = install_model(project, tiny_checkpoint, settings, version=2)
+    first = install_model(project, tiny_checkpoint)  # the project's first model: promoted
+    # The same weights, worse calibrated: the gate keeps it ready.
+    second = install_model(project, recalibrated(tiny_checkpoint, tmp_path / "v2"))
+    assert (first.status, second.status) == (ModelStatus.ACTIVE, ModelStatus.READY)
     client.force_login(admin)
 
     with django_capture_on_commit_callbacks(execute=True):
-        page = client.post(reverse("models-promote", args=["shapes", 1]), follow=True)
-    assert "v1 is now the active model" in page.content.decode()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("api-model-promote", args=["shapes", 2]))
-    assert response.status_code == 200 and response.json()["status"] == "active"
+        page = client.post(reverse("models-promote", args=["shapes", 2]), follow=True)
+    assert "v2 is now the active model" in page.content.decode()
     first.refresh_from_db()
     assert first.status == ModelStatus.RETIRED
     assert b"Roll back" in client.get(page_url("shapes")).content
@@ -234,10 +230,13 @@ def test_start_promote_and_roll_back(
     project.refresh_from_db()
     second.refresh_from_db()
     assert project.active_model_id == first.pk and second.status == ModelStatus.RETIRED
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("api-model-promote", args=["shapes", 2]))
+    assert response.status_code == 200 and response.json()["status"] == "active"
 
-    # Enough human labels: training starts (queued to a worker; not run here).
-    add_shapes(project, 21, offset=900, label_them=True, queue_prediction=False)
-    assert project.items.filter(final_source=ItemSource.CONSENSUS).count() == 21
+    # Enough human labels (the 30 the imports were scored on): training starts (queued to a
+    # worker; not run here).
+    assert project.items.filter(final_source=ItemSource.CONSENSUS).count() == 30
     response = client.post(reverse("api-models-train", args=["shapes"]))
     assert response.status_code == 201
     assert response.json()["version"] == 3 and response.json()["status"] == "training"

@@ -6,7 +6,6 @@ from django.urls import reverse
 
 from labeling.access import Role
 from labeling.machine.predict import items_predict
-from labeling.machine.promotion import model_promote
 from labeling.machine.threshold_tuning import threshold_preview
 from labeling.models import Item, ItemStatus, Project, ThresholdChange
 from labeling.project_setup import member_add
@@ -242,15 +241,15 @@ def shapes(db, make_user):
 
 
 @pytest.fixture
-def queued(shapes, tiny_checkpoint, settings, django_capture_on_commit_callbacks):  # noqa: F811
+def queued(shapes, tiny_checkpoint, django_capture_on_commit_callbacks):  # noqa: F811
     """An active tiny model that auto-labels nothing, and six images it predicted, queued."""
     project, _admin = shapes
     project.threshold_mode = Project.ThresholdMode.MANUAL
     project.manual_thresholds = NEVER
     project.save()
-    model = install_model(project, tiny_checkpoint, settings)
     with django_capture_on_commit_callbacks(execute=True):
-        model_promote(model=model)
+        model = install_model(project, tiny_checkpoint)  # imported; the first is promoted
+    assert model.status == "active"
     ids = add_shapes(project, 6, offset=700, queue_prediction=False)
     items_predict(item_ids=ids)
     project.refresh_from_db()

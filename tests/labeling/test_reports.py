@@ -11,7 +11,13 @@ import pytest
 from django.utils import timezone
 
 from labeling.access import Role
-from labeling.answers import annotation_submit, annotation_undo, item_resolve_expert
+from labeling.answers import (
+    annotation_submit,
+    annotation_undo,
+    gold_item_add,
+    item_finalize,
+    item_resolve_expert,
+)
 from labeling.costs import cost_record_predictions
 from labeling.credit_report import (
     CreditFilters,
@@ -384,3 +390,35 @@ def test_credit_filters(project, people, make_user):
     rows = list(credit_rows(credit_decisions_filter(project=project, filters=CreditFilters())))
     assert rows[0][:4] == ["review_id", "review_type", "outcome", "source"]
     assert len(rows) == 1 + 7
+
+
+def test_seeded_gold_and_imported_labels_are_neither_inspectors_work_nor_a_saving(
+    project, people, make_user
+):
+    """Known answers an admin seeds as gold and labels imported from a manifest came with the
+    data: the report counts them apart, they never enter the baseline, and alone they save
+    nothing."""
+    labels = {label.name: label for label in project.labels.all()}
+    for n in range(3):
+        gold_item_add(item=ingest_one(project, 100 + n), label=labels["product"])
+    imported = ingest_one(project, 110)
+    item_finalize(item=imported, label=labels["package"], source=ItemSource.IMPORTED, confidence=1)
+
+    s = cost_report_build(project=project, period=last_30_days()).summary
+    assert (s["seeded_gold"], s["imported"], s["final_labels"]) == (3, 1, 4)
+    assert (s["auto_labeled"], s["human_labeled"]) == (0, 0)
+    assert s["baseline_observed_answers_per_item"] is None
+    assert s["baseline_cost"] == 0 and s["saving"] == 0 and s["saving_percent"] is None
+    assert s["cost_per_final_label"] is None
+
+    # With real work beside them, the figures are the work's alone: the same as without them.
+    build_mix(project, people, make_user)
+    s = cost_report_build(project=project, period=last_30_days()).summary
+    assert (s["auto_labeled"], s["human_labeled"], s["seeded_gold"]) == (4, 3, 3)
+    observed = Decimal(7) / 3
+    assert s["baseline_observed_answers_per_item"] == observed.quantize(Decimal("0.0001"))
+    assert s["baseline_cost"] == (7 * observed * PRICE).quantize(SIX)
+    report = cost_report_build(project=project, period=last_30_days())
+    assert report.daily_totals.seeded_gold == 3
+    header, rows = cost_report_table(report=report, table="daily")
+    assert rows[-1][header.index("seeded_gold")] == 3

@@ -7,7 +7,6 @@ from django.core.files.storage import default_storage
 
 from labeling.machine.predict import items_predict
 from labeling.machine.predictors import predictor_for
-from labeling.machine.promotion import model_promote
 from labeling.models import Item, ItemStatus, Prediction, Project
 from labeling.queue import assignment_next
 from tests.machine.fixtures import add_shapes, install_model, shapes_project
@@ -21,12 +20,13 @@ def project(db):
 
 
 def active_model(project, tiny_checkpoint, settings, **thresholds):
-    model = install_model(project, tiny_checkpoint, settings)
+    """The tiny model imported (scored on 30 labeled images, promoted as the first model), with
+    the admin's thresholds set by hand."""
+    install_model(project, tiny_checkpoint)
+    project.refresh_from_db()
     project.threshold_mode = Project.ThresholdMode.MANUAL
     project.manual_thresholds = thresholds
     project.save()
-    model_promote(model=model)
-    project.refresh_from_db()
     return project.active_model
 
 

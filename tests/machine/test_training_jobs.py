@@ -17,7 +17,7 @@ from labeling.machine.training import (
 from labeling.models import Item, ItemStatus, ModelStatus, ModelVersion, Project
 from labeling.queue import assignment_next
 from ml.inference import Predictor
-from tests.machine.fixtures import TINY, add_shapes, install_model, shapes_project
+from tests.machine.fixtures import TINY, add_shapes, install_model, recalibrated, shapes_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -74,9 +74,9 @@ def test_a_second_training_is_refused_while_one_runs(project):
     assert ModelVersion.objects.filter(project=project).count() == 1
 
 
-def test_a_crash_fails_the_version_and_keeps_the_active_model(project, tiny_checkpoint, settings):
-    active = install_model(project, tiny_checkpoint, settings, version=1)
-    model_promote(model=active)
+def test_a_crash_fails_the_version_and_keeps_the_active_model(project, tiny_checkpoint):
+    active = install_model(project, tiny_checkpoint)  # imported; the first model is promoted
+    assert active.status == ModelStatus.ACTIVE
     model = training_start(project=project, overrides=TINY, queue=False)
     lost = Item.objects.filter(project=project).first()
     default_storage.delete(lost.image.name)  # storage lost an image the manifest names
@@ -95,7 +95,7 @@ def test_too_few_labels_is_refused_with_the_reason(settings):
         training_start(project=project)
 
 
-def test_promotion_reroutes_untouched_queued_items(project, tiny_checkpoint, settings, people_for):
+def test_promotion_reroutes_untouched_queued_items(project, tiny_checkpoint, people_for):
     untouched = add_shapes(project, 6, offset=900)
     assert set(Item.objects.filter(pk__in=untouched).values_list("status", flat=True)) == {"queued"}
     inspector = people_for(project)
@@ -115,7 +115,8 @@ def test_promotion_reroutes_untouched_queued_items(project, tiny_checkpoint, set
     project.manual_thresholds = {"circle": 0.0, "square": 0.0, "triangle": 0.0}
     project.save()
 
-    model_promote(model=install_model(project, tiny_checkpoint, settings, version=7))
+    # An imported model that passes the gate (the project's first) is promoted, which re-routes.
+    assert install_model(project, tiny_checkpoint).status == ModelStatus.ACTIVE
 
     touched = Item.objects.get(pk=lease.item_id)
     assert touched.status == ItemStatus.IN_REVIEW and touched.answer_count == 1
@@ -124,10 +125,11 @@ def test_promotion_reroutes_untouched_queued_items(project, tiny_checkpoint, set
     assert set(others.values_list("final_source", flat=True)) == {"machine"}
 
 
-def test_admin_can_roll_back(project, tiny_checkpoint, settings):
-    first = install_model(project, tiny_checkpoint, settings, version=1)
-    model_promote(model=first)
-    second = install_model(project, tiny_checkpoint, settings, version=2)
+def test_admin_can_roll_back(project, tiny_checkpoint, tmp_path):
+    first = install_model(project, tiny_checkpoint)
+    # The same weights, worse calibrated: the gate keeps the first; the admin promotes it.
+    second = install_model(project, recalibrated(tiny_checkpoint, tmp_path / "v2"))
+    assert (first.status, second.status) == (ModelStatus.ACTIVE, ModelStatus.READY)
     model_promote(model=second)
     assert ModelVersion.objects.get(pk=first.pk).status == ModelStatus.RETIRED
 
