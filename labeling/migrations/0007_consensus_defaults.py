@@ -1,0 +1,19 @@
+"""Trust checks' findings per inspector (AnnotatorSkill.flags) and the stopping rule's new
+defaults for new projects (docs/consensus.md has the measurements behind them). Existing
+projects keep their settings."""
+
+from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("labeling", "0006_queue_order_index"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="annotatorskill",
+            name="flags",
+            field=models.JSONField(blank=True, default=dict),
+        ),
+    ]
