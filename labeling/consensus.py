@@ -325,9 +325,12 @@ def refit(
             items, annotators, labels, n_items=n, n_annotators=a, n_classes=k, weights=weights
         )
     pool = newcomer_confusion(em.counts, strength=prior_strength)
-    pool_accuracy = float(annotator_accuracy(pool, em.class_prior))
+    # the typical inspector: the median estimated accuracy of those who answered
+    answered_by = np.bincount(table.annotators, minlength=a) > 0
+    accuracies = annotator_accuracy(em.confusions, em.class_prior)
+    typical = float(np.median(accuracies[answered_by])) if answered_by.any() else 0.7
     inspector_tests = near_chance_tests(
-        table, em.confusions, log_priors(em.class_prior), em.class_prior, pool_accuracy, gold
+        table, em.confusions, log_priors(em.class_prior), em.class_prior, typical, gold
     )
     biases = class_biases(em.counts, em.confusions, em.deviant)
 

@@ -13,11 +13,22 @@ from labeling.trust import class_prior, newcomer_confusion
 
 def near_chance_floor(project: Project, k: int) -> tuple[float, float]:
     """(guessing, floor): the accuracy of pressing keys at random among ``k`` labels, and the
-    point halfway from there to the project's typical inspector that the near-chance test uses
-    (``labeling.crowd_checks``)."""
+    floor between there and the project's typical (median) inspector that the near-chance test
+    uses (``labeling.crowd_checks``); the pool stands in before anyone has an estimate."""
     chance = 1.0 / k
-    pool = consensus.annotator_accuracy(newcomer_confusion(project, k), class_prior(project, k))
-    return chance, chance + crowd_checks.NEAR_CHANCE_FRACTION * max(float(pool) - chance, 0.0)
+    estimates = [
+        x
+        for x in AnnotatorSkill.objects.filter(project=project).values_list(
+            "estimated_accuracy", flat=True
+        )
+        if x is not None
+    ]
+    if estimates:
+        typical = float(median(estimates))
+    else:
+        pool = newcomer_confusion(project, k)
+        typical = float(consensus.annotator_accuracy(pool, class_prior(project, k)))
+    return chance, chance + crowd_checks.NEAR_CHANCE_FRACTION * max(typical - chance, 0.0)
 
 
 def gold_near_chance(gold_answers: int, gold_correct: int, floor: float) -> bool:

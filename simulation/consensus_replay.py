@@ -121,6 +121,9 @@ CROWDS: Mapping[str, dict] = {
         "pairs": [("colluder", "colluder")],
     },
     "good": {"mix": {"expert": 4, "good": 6}, "pairs": []},
+    # Many people with few answers each, as on a crowdsourcing platform: most of them are still
+    # close to newcomers when the refit runs.
+    "good_many": {"mix": {"expert": 60, "good": 90, "average": 50}, "pairs": []},
     "copying": {
         "mix": {**sim.DEFAULT_MIX, "average_copier": 2, "careless_copier": 2},
         "pairs": [("average_copier", "average_copier"), ("careless_copier", "careless_copier")],
@@ -213,6 +216,9 @@ class Settings:
     # Answers a gold item takes. The service serves gold at the project's gold rate, so gold is
     # a fixed share of the answers whatever the stopping rule; a cap per item does the same here.
     gold_answers: int = 5
+    # The rules before issue 14, for comparison only: the refit left single-answer items out of
+    # the skill counts, and a closing item fed its own posterior back as evidence.
+    legacy: bool = False
 
 
 @dataclass
@@ -267,7 +273,12 @@ def replay(stream: Stream, settings: Settings) -> ReplayResult:
         )
         posteriors[i] = result.posterior
         status[i] = "open" if result.decision == "open" else result.decision
-        add_evidence(result.evidence)
+        evidence = result.evidence
+        if settings.legacy and result.decision == "labeled":
+            evidence = {}
+            for w, label in answers[i]:
+                evidence[w] = evidence.get(w, 0) + cs.answer_evidence(result.posterior, label)
+        add_evidence(evidence)
 
     for i, w, label in zip(stream.items, stream.workers, stream.labels, strict=True):
         i, w, label = int(i), int(w), int(label)
@@ -285,16 +296,20 @@ def replay(stream: Stream, settings: Settings) -> ReplayResult:
         used_workers.append(w)
         used_labels.append(label)
         if settings.refit_every and len(used_items) % settings.refit_every == 0:
+            # Like the service, over the items that have answers (indexed among themselves).
+            seen, local = np.unique(np.asarray(used_items), return_inverse=True)
+            where = {int(i): j for j, i in enumerate(seen)}
             last = cs.refit(
-                used_items,
+                local,
                 used_workers,
                 used_labels,
-                n_items=n,
+                n_items=seen.size,
                 n_annotators=a,
                 n_classes=k,
-                gold=gold,
-                model_probs=model,
-                current=cs.SkillState(confusions.copy(), class_prior.copy()),
+                gold={where[i]: y for i, y in gold.items() if i in where},
+                model_probs=None if model is None else model[seen],
+                current=None if settings.legacy else cs.SkillState(confusions, class_prior),
+                count_single_answers=not settings.legacy,
             )
             refits.append({"answers": len(used_items), **last.figures()})
             if last.applied:
@@ -324,6 +339,11 @@ def summarize(stream: Stream, result: ReplayResult, settings: Settings) -> dict:
         "refit_every": settings.refit_every,
         "items": int(product.sum()),
         "accuracy": float(right.mean()),
+        # the final labels if every disputed item is then decided right by an expert
+        "accuracy_disputed_to_experts": float((right | (status == "disputed")).mean()),
+        "answers_per_item_without_gold": float(
+            result.answers_used[product].sum() / max(product.sum(), 1)
+        ),
         "answers_per_item": float(result.answers_used[seen].sum() / max(seen.sum(), 1)),
         "labeled_share": float(labeled.mean()),
         "disputed_share": float((status == "disputed").mean()),
