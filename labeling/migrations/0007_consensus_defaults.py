@@ -11,6 +11,11 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AlterField(
+            model_name="project",
+            name="max_answers",
+            field=models.PositiveSmallIntegerField(default=10),
+        ),
         migrations.AddField(
             model_name="annotatorskill",
             name="flags",
