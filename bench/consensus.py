@@ -44,11 +44,9 @@ DEFAULT = cr.Settings()
 # (target, min answers, max answers) swept on the "hard" crowd; the defaults come first.
 SWEEP = [
     (0.93, 1, 10),
-    (0.94, 1, 10),
     (0.95, 1, 10),
     (0.97, 1, 10),
     (0.99, 1, 10),
-    (0.95, 2, 10),
     (0.95, 1, 5),
     (0.99, 1, 5),
 ]
