@@ -31,6 +31,12 @@ def near_chance_floor(project: Project, k: int) -> tuple[float, float]:
     return chance, chance + crowd_checks.NEAR_CHANCE_FRACTION * max(typical - chance, 0.0)
 
 
+def p_text(p: float | None) -> str:
+    if p is None:
+        return ""
+    return "p < 0.0001" if p < 1e-4 else f"p = {p:.2g}"
+
+
 def gold_near_chance(gold_answers: int, gold_correct: int, floor: float) -> bool:
     """The near-chance test on gold answers alone (exact binomial), so a guesser shows before
     the first refit has looked at the other answers."""
@@ -90,7 +96,11 @@ def inspector_trust_table(*, project: Project) -> list[dict]:
             gold_answers, gold_correct, floor
         )
         copies = [
-            {**pair, "username": users[pair["user_id"]].get_username()}
+            {
+                **pair,
+                "username": users[pair["user_id"]].get_username(),
+                "p_text": p_text(pair.get("p_value")),
+            }
             for pair in flags.get("copies_with", [])
             if pair["user_id"] in users
         ]
@@ -111,9 +121,12 @@ def inspector_trust_table(*, project: Project) -> list[dict]:
                 "confusion": _confusion_rows(skill.confusion if skill else [], label_names),
                 "likely_spammer": near_chance,
                 "near_chance_test": {
-                    key: flags[key]
-                    for key in ("scored", "scored_correct", "p_value", "floor")
-                    if key in flags
+                    **{
+                        key: flags[key]
+                        for key in ("scored", "scored_correct", "p_value", "floor")
+                        if key in flags
+                    },
+                    "p_text": p_text(flags.get("p_value")),
                 },
                 "biases": [
                     {**b, "percent": round(100 * b["share"])} for b in flags.get("biases", [])
