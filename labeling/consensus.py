@@ -263,6 +263,7 @@ class RefitResult:
     gold_items: int
     log_likelihood_before: float | None
     log_likelihood_after: float
+    stopping_on_gold: dict | None = None
 
     def figures(self) -> dict:
         return {
@@ -277,6 +278,7 @@ class RefitResult:
             "log_likelihood_after": round(self.log_likelihood_after, 3),
             "pairs_tested": len(self.pair_tests),
             "pairs_flagged": len(self.linked_pairs),
+            "stopping_on_gold": self.stopping_on_gold,
         }
 
 
@@ -294,6 +296,8 @@ def refit(
     model_weight: float = DEFAULT_MODEL_WEIGHT,
     prior_strength: float = DEFAULT_PRIOR_STRENGTH,
     count_single_answers: bool = True,
+    target: float | None = None,
+    min_answers: int = 1,
 ) -> RefitResult:
     """The periodic refit: EM over every answer (warm from ``current``), the copying test
     (flagged pairs count as one and EM runs again), the near-chance and bias checks, and the
@@ -359,6 +363,11 @@ def refit(
         return post[gold_idx].argmax(axis=1) == gold_truth, float(norm[non_gold].sum())
 
     right_after, ll_after = judge(em.confusions, em.class_prior)
+    stopping = None
+    if target is not None:
+        stopping = stopping_check_on_gold(
+            table, em.confusions, log_priors(em.class_prior), gold, target, min_answers
+        )
     gold_after = int(right_after.sum())
     gold_before = ll_before = None
     reason = ""
@@ -391,7 +400,38 @@ def refit(
         gold_items=int(gold_idx.size),
         log_likelihood_before=ll_before,
         log_likelihood_after=ll_after,
+        stopping_on_gold=stopping,
     )
+
+
+def stopping_check_on_gold(
+    table: AnswerTable,
+    confusions: np.ndarray,
+    log_priors: np.ndarray,
+    gold: dict[int, int],
+    target: float,
+    min_answers: int,
+) -> dict:
+    """The monitor behind "items labeled at the target are right that often": each gold image's
+    answers, in the order given, run through the stopping rule with the truth hidden; of those
+    that would have been labeled, how many were right. ``p_value`` tests "right at least
+    ``target`` of the time" (exact binomial, one-sided); small means the rule breaks its word."""
+    columns = np.log(np.maximum(confusions[table.annotators, :, table.labels], TINY))
+    columns = table.weights[:, None] * columns
+    stopped = right = 0
+    for i, truth in gold.items():
+        rows = np.flatnonzero(table.items == i)
+        if not rows.size:
+            continue
+        log_post = log_priors[i] + np.cumsum(columns[rows], axis=0)
+        post = softmax(log_post)
+        n = np.arange(1, rows.size + 1)
+        hit = np.flatnonzero((post.max(axis=1) >= target) & (n >= min_answers))
+        if hit.size:
+            stopped += 1
+            right += int(post[hit[0]].argmax() == truth)
+    p = float(stats.binom.cdf(right, stopped, target)) if stopped else None
+    return {"target": target, "gold_stopped": stopped, "gold_stopped_right": right, "p_value": p}
 
 
 def majority_vote(

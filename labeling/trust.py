@@ -144,7 +144,7 @@ def skills_refit(*, project: Project) -> dict:
     rows = list(
         Annotation.objects.filter(project=project, superseded_by__isnull=True, label__isnull=False)
         .values_list("item_id", "annotator_id", "label_id")
-        .order_by("item_id", "annotator_id")
+        .order_by("item_id", "created_at", "id")  # answer order: the stopping check needs it
     )
     if not rows:
         return {"answers": 0, "seconds": 0.0, "applied": False, "reason": "no answers"}
@@ -179,6 +179,8 @@ def skills_refit(*, project: Project) -> dict:
         gold=gold,
         model_probs=model_probs,
         current=current,
+        target=project.consensus_target,
+        min_answers=project.min_answers,
     )
     fitted = time.perf_counter()
     figures = {

@@ -310,6 +310,8 @@ def replay(stream: Stream, settings: Settings) -> ReplayResult:
                 model_probs=None if model is None else model[seen],
                 current=None if settings.legacy else cs.SkillState(confusions, class_prior),
                 count_single_answers=not settings.legacy,
+                target=settings.target,
+                min_answers=settings.min_answers,
             )
             refits.append({"answers": len(used_items), **last.figures()})
             if last.applied:
@@ -368,6 +370,7 @@ def summarize(stream: Stream, result: ReplayResult, settings: Settings) -> dict:
         names = stream.worker_names or [str(i) for i in range(stream.n_workers)]
         out["flagged_pairs"] = [[names[x], names[y]] for x, y in last.linked_pairs]
         out["true_pairs"] = [[names[x], names[y]] for x, y in stream.colluding]
+        out["stopping_on_gold"] = last.stopping_on_gold
         out["near_chance"] = [names[t.annotator] for t in last.inspector_tests if t.near_chance]
         out["biases"] = [
             {"worker": names[b.annotator], "true": b.true_class, "given": b.given_class,

@@ -162,6 +162,10 @@ def test_items_labeled_at_a_target_are_right_at_least_that_often(hard_crowd, tar
     assert n > 2000
     # not significantly below the target (one-sided exact binomial test at 1 %)
     assert stats.binom.cdf(right, n, target) > 0.01, (right, n)
+    # and the service's monitor, the stopping rule replayed on gold images, agrees
+    check = result.last_refit.stopping_on_gold
+    assert check["target"] == target and check["gold_stopped"] > 20
+    assert check["p_value"] > 0.01
 
 
 def test_leave_one_out_evidence_does_not_let_an_answer_vouch_for_itself():

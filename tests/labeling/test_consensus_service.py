@@ -209,3 +209,20 @@ def test_a_refused_refit_is_shown_to_the_admin(client, project, people):
     client.force_login(people["admin"])
     html = client.get(reverse("inspectors", args=[project.slug])).content.decode()
     assert "was not applied: gold accuracy would fall from 80/80 to 70/80" in html
+
+
+def test_the_stopping_rule_monitor_warns_when_gold_says_it_breaks_its_word(client, project, people):
+    project.consensus_state = {
+        "last_refit": {
+            "applied": True,
+            "reason": "",
+            "stopping_on_gold": {
+                "target": 0.95, "gold_stopped": 120, "gold_stopped_right": 100, "p_value": 1e-6,
+            },
+        }
+    }  # fmt: skip
+    project.save()
+    client.force_login(people["admin"])
+    html = client.get(reverse("inspectors", args=[project.slug])).content.decode()
+    assert "120 would have been labeled at the target of 0.95; 100 of them right" in html
+    assert "Significantly below the target" in html
