@@ -346,9 +346,7 @@ def refit(
     answered_by = np.bincount(table.annotators, minlength=a) > 0
     accuracies = annotator_accuracy(em.confusions, em.class_prior)
     typical = float(np.median(accuracies[answered_by])) if answered_by.any() else 0.7
-    inspector_tests = near_chance_tests(
-        table, em.confusions, log_priors(em.class_prior), em.class_prior, typical, gold
-    )
+    inspector_tests = near_chance_tests(table, em.posteriors, em.class_prior, typical)
     biases = class_biases(em.counts, em.confusions, em.deviant)
 
     # Gold items judged on their answers alone (the truth hidden); only those answered.
