@@ -1,22 +1,30 @@
-"""Consensus benchmark: our Dawid–Skene consensus vs majority vote and crowd-kit, on a simulated
-crowd answering Fashion-MNIST's test labels.
+"""Consensus benchmark: the service's adaptive consensus replayed answer by answer, and the same
+answers aggregated at a fixed budget against majority vote and crowd-kit.
 
-Run under the separate benchmark venv (crowd-kit pins scikit-learn below 1.6):
+Run under the separate benchmark venv (crowd-kit pins scikit-learn below 1.6), under the lock:
 
     python3 -m venv .venv-bench && .venv-bench/bin/pip install -r requirements-bench.txt
-    nice -n 10 .venv-bench/bin/python bench/consensus.py
+    flock /tmp/cpu-heavy.lock nice -n 10 .venv-bench/bin/python bench/consensus.py
+    .venv-bench/bin/python bench/consensus.py --answers answers.jsonl   # any crowd's answers
 
-Everything is simulated except the ground-truth labels: the inspectors (simulation/crowd_model.py)
-and the "model prior", which is a simulated calibrated classifier, not a trained network.
-Every item gets the same 5 pre-drawn answers from 5 distinct random inspectors; a fixed budget
-of r uses the first r of them and adaptive redundancy uses as many as its stopping rule asks
-for, so all methods are compared on exactly the same answers.
+Adaptive mode (``simulation/consensus_replay.py``) calls, after every answer, the functions the
+Django service calls (``labeling.consensus.answer_update``, ``skill_refresh``) and every
+``--refit-every`` answers the periodic refit (``labeling.consensus.refit``, then re-scoring the
+open items), dropping the answers the service would not have asked for. Streams: simulated
+crowds answering Fashion-MNIST test labels (``--crowds``), or a JSON Lines file of answers
+``{"item", "worker", "label", "truth"?}`` in answer order (``--answers``). The "model prior" of
+simulated crowds is a simulated calibrated classifier, not a trained network.
+
+Writes bench/results/consensus_adaptive.json (per setting: accuracy, answers_per_item,
+labeled_accuracy, disputed_share, labeled share, ECE, accuracy by closing posterior, flags) and
+bench/results/consensus.json (fixed budgets and refit timing).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import sys
@@ -26,444 +34,301 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
 sys.path.insert(0, str(ROOT))
 # Neither package's __init__ imports Django, so the plain numpy modules load on their own.
 from labeling import consensus as cs  # noqa: E402
+from simulation import consensus_replay as cr  # noqa: E402
 from simulation import crowd_model as sim  # noqa: E402
 
-K = sim.K
-CROWD_MIX = {"expert": 3, "average": 10, "careless": 4, "spammer_uniform": 2, "spammer_constant": 1}
-MAX_ANSWERS = 5
+DEFAULT = cr.Settings()
+# (target, min answers, max answers) swept on the "hard" crowd; the defaults come first.
+SWEEP = [
+    (0.93, 1, 10),
+    (0.95, 1, 10),
+    (0.99, 1, 10),
+    (0.95, 1, 5),
+]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--items", type=int, default=10_000, help="Fashion-MNIST test items to use")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--answers", help="JSON Lines file of answers to replay instead of --crowds")
+    p.add_argument("--crowds", default="hard,good_many,copying,default")
+    p.add_argument("--items", type=int, default=10_000, help="items of the hard crowd")
+    p.add_argument("--other-items", type=int, default=5_000, help="items of the other crowds")
+    p.add_argument("--seeds", default="0,1,2", help="hard crowd: 0 tunes, the others hold out")
     p.add_argument("--gold-rate", type=float, default=0.02)
-    p.add_argument("--model-weight", type=float, default=cs.DEFAULT_MODEL_WEIGHT)
-    p.add_argument("--prior-strength", type=float, default=cs.DEFAULT_PRIOR_STRENGTH)
-    p.add_argument("--batch", type=int, default=250, help="adaptive: items per refit batch")
-    p.add_argument("--targets", default="0.95,0.99,0.998", help="adaptive targets to sweep")
+    p.add_argument("--refit-every", type=int, default=500, help="answers between refits")
+    p.add_argument("--skip-crowdkit", action="store_true")
     p.add_argument("--refit-items", type=int, default=100_000, help="timing: items × 3 answers")
-    p.add_argument("--refit-annotators", type=int, default=200)
-    p.add_argument("--skip-crowdkit-timing", action="store_true")
-    p.add_argument("--out", default=str(ROOT / "bench/results/consensus.json"))
+    p.add_argument("--out", default=str(ROOT / "bench/results/consensus_adaptive.json"))
+    p.add_argument("--out-fixed", default=str(ROOT / "bench/results/consensus.json"))
     return p.parse_args(argv)
 
 
 # ---------------------------------------------------------------------------------------------
-# data
+# fixed budgets
 
 
-def simulate(args: argparse.Namespace) -> dict:
-    rng = np.random.default_rng(args.seed)
-    truth = sim.fashion_mnist_labels("t10k")[: args.items]
-    n = truth.size
-    crowd = sim.make_crowd(mix=CROWD_MIX, seed=args.seed)
-    tables = sim.CrowdTables.of(crowd)
-    difficulty = sim.item_difficulty(n, rng)
-    inspectors = sim.assign_inspectors(n, MAX_ANSWERS, len(crowd), rng)  # n × 5, distinct
-    labels = sim.answer_batch(
-        tables,
-        inspectors.ravel(),
-        np.repeat(truth, MAX_ANSWERS),
-        np.repeat(difficulty, MAX_ANSWERS),
-        rng,
-    ).reshape(n, MAX_ANSWERS)
-    gold_items = np.sort(rng.choice(n, int(round(args.gold_rate * n)), replace=False))
-    # Simulated calibrated model: temperature fitted on a held-out draw (train-split labels).
-    held_truth = sim.fashion_mnist_labels("train")[:5000]
-    held_probs = sim.simulate_model_probs(
-        held_truth, sim.item_difficulty(held_truth.size, rng), rng
-    )
-    temperature = sim.fit_temperature(held_probs, held_truth)
-    model = sim.apply_temperature(sim.simulate_model_probs(truth, difficulty, rng), temperature)
-    # Realized per-inspector accuracy on the answers they actually gave.
-    flat_ins, flat_ok = inspectors.ravel(), (labels == truth[:, None]).ravel()
-    realized = np.bincount(flat_ins, weights=flat_ok, minlength=len(crowd)) / np.maximum(
-        np.bincount(flat_ins, minlength=len(crowd)), 1
-    )
-    return {
-        "truth": truth,
-        "difficulty": difficulty,
-        "crowd": crowd,
-        "inspectors": inspectors,
-        "labels": labels,
-        "gold_items": gold_items,
-        "model": model,
-        "temperature": temperature,
-        "inspector_accuracy": realized,
-    }
+def first_answers(stream: cr.Stream, r: int):
+    """The first ``r`` answers of every item, in stream order."""
+    seen = np.zeros(stream.n_items, int)
+    keep = np.zeros(stream.items.size, bool)
+    for j, i in enumerate(stream.items):
+        keep[j] = seen[i] < r
+        seen[i] += 1
+    return stream.items[keep], stream.workers[keep], stream.labels[keep]
 
 
-def flat_answers(d: dict, per_item: np.ndarray | int):
-    """(items, annotators, labels) using the first ``per_item`` answers of each item."""
-    n = d["truth"].size
-    per_item = np.broadcast_to(np.asarray(per_item), (n,))
-    mask = np.arange(MAX_ANSWERS)[None, :] < per_item[:, None]
-    items = np.broadcast_to(np.arange(n)[:, None], mask.shape)[mask]
-    return items, d["inspectors"][mask], d["labels"][mask]
+def accuracy_of(pred: np.ndarray, stream: cr.Stream) -> float:
+    keep = stream.truth >= 0
+    keep[list(stream.gold)] = False
+    return float((pred[keep] == stream.truth[keep]).mean())
 
 
-def gold_dict(d: dict, items: np.ndarray | None = None) -> dict[int, int]:
-    gold = d["gold_items"] if items is None else np.intersect1d(d["gold_items"], items)
-    return {int(i): int(d["truth"][i]) for i in gold}
-
-
-# ---------------------------------------------------------------------------------------------
-# metrics
-
-
-def scores(probs_or_labels: np.ndarray, d: dict, target: float = 0.95) -> dict:
-    """Accuracy on non-gold items; for posteriors also ECE and the ≥target slice."""
-    truth = d["truth"]
-    keep = np.ones(truth.size, bool)
-    keep[d["gold_items"]] = False
-    if probs_or_labels.ndim == 1:
-        return {"accuracy": float((probs_or_labels[keep] == truth[keep]).mean())}
-    probs = probs_or_labels[keep]
-    ok = probs.argmax(1) == truth[keep]
-    confident = probs.max(1) >= target
-    return {
-        "accuracy": float(ok.mean()),
-        "ece": cs.expected_calibration_error(probs, truth[keep]),
-        "share_confident": float(confident.mean()),
-        "accuracy_confident": float(ok[confident].mean()) if confident.any() else None,
-    }
-
-
-# ---------------------------------------------------------------------------------------------
-# methods
-
-
-def ours_em(d: dict, r: int, *, with_model: bool, args) -> dict:
-    items, ann, lab = flat_answers(d, r)
-    t0 = time.perf_counter()
-    em = cs.dawid_skene_em(
-        items, ann, lab,
-        n_items=d["truth"].size, n_annotators=len(d["crowd"]), n_classes=K,
-        gold=gold_dict(d), model_probs=d["model"] if with_model else None,
-        model_weight=args.model_weight, prior_strength=args.prior_strength,
-    )  # fmt: skip
-    out = scores(em.posteriors, d)
-    out.update(seconds=time.perf_counter() - t0, iterations=em.iterations)
+def fixed_budgets(stream: cr.Stream, *, crowdkit: bool) -> dict:
+    out = {}
+    for r in (1, 3, 5):
+        items, workers, labels = first_answers(stream, r)
+        row = {}
+        mv = cs.majority_vote(items, labels, n_items=stream.n_items, n_classes=stream.k)
+        row["majority_vote"] = accuracy_of(mv, stream)
+        for name, model in (("ours", None), ("ours_model", stream.model_probs)):
+            if name == "ours_model" and model is None:
+                continue
+            t0 = time.perf_counter()
+            fit = cs.refit(
+                items, workers, labels, n_items=stream.n_items, n_annotators=stream.n_workers,
+                n_classes=stream.k, gold=stream.gold, model_probs=model,
+            )  # fmt: skip
+            row[name] = accuracy_of(fit.em.posteriors.argmax(1), stream)
+            row[f"{name}_iterations"] = fit.em.iterations
+            row[f"{name}_seconds"] = round(time.perf_counter() - t0, 2)
+        if crowdkit:
+            row.update(crowdkit_methods(stream, items, workers, labels))
+        out[str(r)] = row
+        print(f"  fixed {r}: " + ", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
     return out
 
 
-def crowdkit_methods(d: dict, r: int) -> dict:
+def crowdkit_methods(stream, items, workers, labels) -> dict:
     import pandas as pd
     from crowdkit.aggregation import DawidSkene, MajorityVote, OneCoinDawidSkene, Wawa
 
-    items, ann, lab = flat_answers(d, r)
-    df = pd.DataFrame({"task": items, "worker": ann, "label": lab})
-    n = d["truth"].size
-    gold = pd.Series(gold_dict(d))
+    df = pd.DataFrame({"task": items, "worker": workers, "label": labels})
     out = {}
-    for name, method in [
-        ("MajorityVote", MajorityVote()),
-        ("Wawa", Wawa()),
-        ("OneCoinDawidSkene", OneCoinDawidSkene()),
-        ("DawidSkene", DawidSkene()),
-    ]:
-        t0 = time.perf_counter()
-        if name == "DawidSkene":
-            fitted = method.fit(df, true_labels=gold)
-            predicted_series = fitted.labels_
+    for name, method in (
+        ("crowdkit_MajorityVote", MajorityVote()),
+        ("crowdkit_Wawa", Wawa()),
+        ("crowdkit_OneCoinDawidSkene", OneCoinDawidSkene()),
+        ("crowdkit_DawidSkene", DawidSkene()),
+    ):
+        if name == "crowdkit_DawidSkene":
+            predicted = method.fit(df, true_labels=pd.Series(stream.gold)).labels_
         else:
-            predicted_series = method.fit_predict(df)
-            fitted = method
-        seconds = time.perf_counter() - t0
-        predicted = predicted_series.reindex(range(n)).to_numpy()
-        result = scores(predicted.astype(int), d)
-        probas = getattr(fitted, "probas_", None)
-        if probas is not None:
-            probs = probas.reindex(index=range(n), columns=range(K)).fillna(0.0).to_numpy()
-            probs = probs / probs.sum(axis=1, keepdims=True)
-            result = scores(probs, d)
-            # label from labels_ (crowd-kit's own tie-break) for the headline accuracy
-            result["accuracy"] = scores(predicted.astype(int), d)["accuracy"]
-        result["seconds"] = seconds
-        out[name] = result
-    return out
-
-
-def adaptive(d: dict, *, target: float, min_answers: int, with_model: bool, args) -> dict:
-    """Answers requested one at a time per item until the stopping rule says labeled/disputed.
-
-    Items arrive in batches; confusions used for decisions come from an EM refit over all
-    answers so far after each batch (the service's periodic refit). The first batch therefore
-    runs on the "probably decent" prior alone. Gold items always get MAX_ANSWERS answers (they
-    exist to measure inspectors) and count towards the answer total.
-    """
-    truth, n = d["truth"], d["truth"].size
-    a = len(d["crowd"])
-    n_used = np.zeros(n, dtype=np.intp)
-    decided_post = np.zeros((n, K))
-    decision = np.full(n, "open", dtype=object)
-    is_gold = np.zeros(n, bool)
-    is_gold[d["gold_items"]] = True
-    counts = np.zeros((a, K, K))
-    confusions = cs.confusion_matrix(counts, cs.pooled_prior(counts, strength=args.prior_strength))
-    class_prior = np.full(K, 1.0 / K)
-    for start in range(0, n, args.batch):
-        idx = np.arange(start, min(start + args.batch, n))
-        prior = cs.model_prior(
-            class_prior, d["model"][idx] if with_model else None, weight=args.model_weight
-        )
-        log_post = np.log(np.broadcast_to(prior, (idx.size, K))).copy()
-        open_ = np.ones(idx.size, bool)
-        for step in range(MAX_ANSWERS):
-            rows = np.flatnonzero(open_)
-            if rows.size == 0:
-                break
-            who = d["inspectors"][idx[rows], step]
-            said = d["labels"][idx[rows], step]
-            log_post[rows] += np.log(confusions[who, :, said])
-            n_used[idx[rows]] += 1
-            post = np.exp(log_post - log_post.max(1, keepdims=True))
-            post /= post.sum(1, keepdims=True)
-            dec = cs.stopping_decisions(
-                post[rows],
-                n_used[idx[rows]],
-                target=target,
-                min_answers=min_answers,
-                max_answers=MAX_ANSWERS,
-            )
-            dec[is_gold[idx[rows]] & (n_used[idx[rows]] < MAX_ANSWERS)] = "open"
-            decision[idx[rows]] = dec
-            decided_post[idx[rows]] = post[rows]
-            open_[rows[dec != "open"]] = False
-        # Periodic refit over everything answered so far (gold fixed).
-        seen = np.arange(0, idx[-1] + 1)
-        window = {
-            "truth": truth[seen],
-            "inspectors": d["inspectors"][seen],
-            "labels": d["labels"][seen],
-        }
-        items, ann, lab = flat_answers(window, n_used[seen])
-        em = cs.dawid_skene_em(
-            items, ann, lab, n_items=seen.size, n_annotators=a, n_classes=K,
-            gold=gold_dict(d, seen), model_probs=d["model"][seen] if with_model else None,
-            model_weight=args.model_weight, prior_strength=args.prior_strength,
-        )  # fmt: skip
-        confusions, class_prior = em.confusions, em.class_prior
-    keep = ~is_gold
-    out = scores(decided_post, d, target)
-    labeled = (decision == "labeled") & keep
-    out.update(
-        target=target,
-        min_answers=min_answers,
-        model_prior=with_model,
-        answers_per_item=float(n_used.mean()),
-        share_labeled=float(labeled.sum() / keep.sum()),
-        share_disputed=float(((decision == "disputed") & keep).sum() / keep.sum()),
-        accuracy_labeled=float((decided_post[labeled].argmax(1) == truth[labeled]).mean()),
-        # what a final refit over the adaptive answers would say, for comparison
-        accuracy_after_final_refit=scores(em.posteriors, d)["accuracy"],
-    )
+            predicted = method.fit_predict(df)
+        pred = predicted.reindex(range(stream.n_items)).fillna(-1).to_numpy().astype(int)
+        out[name] = accuracy_of(pred, stream)
     return out
 
 
 def refit_timing(args: argparse.Namespace) -> dict:
-    """One full refit over items × 3 answers from a scaled crowd (synthetic, train-split truth)."""
-    rng = np.random.default_rng(args.seed + 1)
-    n, a, r = args.refit_items, args.refit_annotators, 3
+    """One full refit over items × 3 answers from a scaled crowd of 200 (train-split truth)."""
+    rng = np.random.default_rng(1)
+    n, a, r = args.refit_items, 200, 3
     pool = sim.fashion_mnist_labels("train")
     truth = pool[rng.integers(pool.size, size=n)]
-    crowd = sim.make_crowd(a, mix=CROWD_MIX, seed=args.seed + 1)
-    tables = sim.CrowdTables.of(crowd)
+    crowd = sim.make_crowd(a, seed=1)
     z = sim.item_difficulty(n, rng)
-    ins = sim.assign_inspectors(n, r, a, rng).ravel()
+    workers = sim.assign_inspectors(n, r, a, rng).ravel()
     items = np.repeat(np.arange(n), r)
-    lab = sim.answer_batch(tables, ins, truth[items], z[items], rng)
-    gold = {int(i): int(truth[i]) for i in rng.choice(n, int(args.gold_rate * n), replace=False)}
-    times = []
-    for _ in range(3):
-        t0 = time.perf_counter()
-        em = cs.dawid_skene_em(
-            items, ins, lab, n_items=n, n_annotators=a, n_classes=K, gold=gold,
-            prior_strength=args.prior_strength,
-        )  # fmt: skip
-        times.append(time.perf_counter() - t0)
-    out = {
+    labels = sim.answer_batch(sim.CrowdTables.of(crowd), workers, truth[items], z[items], rng)
+    gold = {int(i): int(truth[i]) for i in rng.choice(n, int(0.02 * n), replace=False)}
+    t0 = time.perf_counter()
+    fit = cs.refit(items, workers, labels, n_items=n, n_annotators=a, n_classes=sim.K, gold=gold)
+    seconds = time.perf_counter() - t0
+    return {
         "answers": int(items.size),
         "items": n,
         "annotators": a,
-        "ours_seconds_median_of_3": float(np.median(times)),
-        "ours_iterations": em.iterations,
-        "ours_accuracy": float((em.posteriors.argmax(1) == truth).mean()),
+        "seconds": round(seconds, 2),
+        "iterations": fit.em.iterations,
+        "converged": fit.em.converged,
+        "accuracy": float((fit.em.posteriors.argmax(1) == truth).mean()),
     }
-    if not args.skip_crowdkit_timing:
-        import pandas as pd
-        from crowdkit.aggregation import DawidSkene
-
-        df = pd.DataFrame({"task": items, "worker": ins, "label": lab})
-        t0 = time.perf_counter()
-        ds = DawidSkene().fit(df, true_labels=pd.Series(gold))
-        out["crowdkit_ds_seconds"] = time.perf_counter() - t0
-        out["crowdkit_ds_iterations"] = len(getattr(ds, "loss_history_", [])) or None
-        pred = ds.labels_.reindex(range(n)).to_numpy()
-        out["crowdkit_ds_accuracy"] = float((pred == truth).mean())
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
-# report
+# adaptive
+
+
+def adaptive(stream: cr.Stream, settings: cr.Settings, tag: str) -> dict:
+    t0 = time.perf_counter()
+    result = cr.replay(stream, settings)
+    row = cr.summarize(stream, result, settings)
+    row["legacy"] = settings.legacy
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    print(
+        f"  {tag}: target {settings.target} min {settings.min_answers} max "
+        f"{settings.max_answers}{' +model' if settings.with_model else ''}"
+        f"{' legacy' if settings.legacy else ''}"
+        f"{' no-refit' if not settings.refit_every else ''}: "
+        f"accuracy {100 * row['accuracy']:.2f}% at {row['answers_per_item']:.2f} answers/item, "
+        f"labeled {100 * row['labeled_share']:.1f}% right {pct(row['labeled_accuracy'])}, "
+        f"disputed {100 * row['disputed_share']:.1f}%, ECE {row['ece']:.3f}, "
+        f"with experts {pct(row['accuracy_disputed_to_experts'])}, "
+        f"refits {row['refits']} (refused {row['refits_refused']}) [{row['seconds']} s]",
+        flush=True,
+    )
+    return row
 
 
 def pct(x: float | None) -> str:
-    return "–" if x is None else f"{100 * x:.1f}"
+    return "–" if x is None else f"{100 * x:.2f}%"
 
 
-def markdown(results: dict) -> str:
-    fixed = results["fixed"]
-    budgets = list(fixed)
-    names = [
-        ("majority vote (ours)", "ours_majority_vote"),
-        ("crowd-kit MajorityVote", "crowdkit_MajorityVote"),
-        ("crowd-kit Wawa", "crowdkit_Wawa"),
-        ("crowd-kit OneCoinDawidSkene", "crowdkit_OneCoinDawidSkene"),
-        ("crowd-kit DawidSkene (gold)", "crowdkit_DawidSkene"),
-        ("**ours**: Dawid–Skene, pooled prior, gold", "ours_em"),
-        ("**ours** + simulated model prior", "ours_em_model"),
-    ]
+def crowd_runs(name: str, stream: cr.Stream, seed: int, args) -> list[dict]:
+    """What each crowd is for: the hard crowd gets the sweep (seed 0) or the defaults (held-out
+    seeds); the good crowd shows the old rules' drift; the others check the defaults."""
+    base = dict(refit_every=args.refit_every)
+    runs: list[tuple[str, cr.Settings]] = []
+    if name == "hard" and seed == 0:
+        for with_model in (False, True):
+            for target, lo, hi in SWEEP:
+                s = cr.Settings(target, lo, hi, with_model=with_model, **base)
+                runs.append(("sweep", s))
+        runs.append(("incremental evidence only", cr.Settings(refit_every=0)))
+        runs.append(("rules before issue 14", cr.Settings(legacy=True, **base)))
+    else:
+        runs.append(("defaults", cr.Settings(**base)))
+        if stream.model_probs is not None:
+            runs.append(("defaults + model", cr.Settings(with_model=True, **base)))
+        if name == "good_many":
+            runs.append(("rules before issue 14", cr.Settings(legacy=True, **base)))
+            runs.append(
+                ("rules before issue 14, max 5", cr.Settings(legacy=True, max_answers=5, **base))
+            )
+    rows = []
+    for tag, settings in runs:
+        row = adaptive(stream, settings, tag)
+        rows.append({"run": tag, "crowd": name, "seed": seed, **row})
+    return rows
+
+
+def streams(args) -> list[tuple[str, int, cr.Stream]]:
+    if args.answers:
+        stream = cr.stream_from_jsonl(args.answers, gold_rate=args.gold_rate)
+        return [(Path(args.answers).name, 0, stream)]
+    out = []
+    for crowd in args.crowds.split(","):
+        seeds = [int(s) for s in args.seeds.split(",")] if crowd == "hard" else [1]
+        for seed in seeds:
+            stream = cr.simulated_stream(
+                crowd,
+                n_items=args.items if crowd == "hard" else args.other_items,
+                seed=seed,
+                max_answers=10,
+                gold_rate=args.gold_rate,
+            )
+            out.append((crowd, seed, stream))
+    return out
+
+
+def describe(stream: cr.Stream) -> dict:
+    known = stream.truth[stream.items] >= 0
+    ok = stream.labels[known] == stream.truth[stream.items][known]
+    w = stream.workers[known]
+    realized = np.bincount(w, weights=ok, minlength=stream.n_workers) / np.maximum(
+        np.bincount(w, minlength=stream.n_workers), 1
+    )
+    names = stream.worker_names or [str(i) for i in range(stream.n_workers)]
+    return {
+        "items": stream.n_items,
+        "answers_available": int(stream.items.size),
+        "workers": stream.n_workers,
+        "gold_items": len(stream.gold),
+        "realized_accuracy": {n: round(float(a), 3) for n, a in zip(names, realized, strict=True)}
+        if stream.n_workers <= 40
+        else None,
+        "colluding_pairs": [[names[a], names[b]] for a, b in stream.colluding],
+    }
+
+
+def markdown(rows: list[dict]) -> str:
     lines = [
-        "| method | " + " | ".join(f"{b} answer{'s' if b != '1' else ''}" for b in budgets) + " |",
-        "|---|" + "---:|" * len(budgets),
+        "| crowd (seed) | run | target, min, max | answers/item | accuracy | labeled (right) "
+        "| disputed | ECE |",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
-    for label, key in names:
+    for r in rows:
+        model = " + model" if r["model_prior"] else ""
         lines.append(
-            f"| {label} | " + " | ".join(pct(fixed[b][key]["accuracy"]) for b in budgets) + " |"
+            f"| {r['crowd']} ({r['seed']}) | {r['run']} | {r['target']}, {r['min_answers']}, "
+            f"{r['max_answers']}{model} | {r['answers_per_item']:.2f} | "
+            f"{100 * r['accuracy']:.2f} | {100 * r['labeled_share']:.1f} "
+            f"({pct(r['labeled_accuracy'])}) | {100 * r['disputed_share']:.1f} | {r['ece']:.3f} |"
         )
-    lines += [
-        "",
-        "| adaptive (target, min answers) | answers/image | accuracy | labeled share | "
-        "accuracy of labeled | ECE |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for row in results["adaptive"]:
-        tag = f"{row['target']}, min {row['min_answers']}" + (
-            " + model" if row["model_prior"] else ""
-        )
-        lines.append(
-            f"| {tag} | {row['answers_per_item']:.2f} | {pct(row['accuracy'])} | "
-            f"{pct(row['share_labeled'])} | {pct(row['accuracy_labeled'])} | {row['ece']:.3f} |"
-        )
-    t = results["refit_timing"]
-    ck = t.get("crowdkit_ds_seconds")
-    lines += [
-        "",
-        f"Full refit over {t['answers']:,} answers ({t['items']:,} items, {t['annotators']} "
-        f"inspectors, 10 classes): ours {t['ours_seconds_median_of_3']:.2f} s"
-        + (f", crowd-kit DawidSkene {ck:.1f} s." if ck is not None else "."),
-    ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     started = time.perf_counter()
-    d = simulate(args)
-    kinds = [i.kind for i in d["crowd"]]
-    print(
-        f"{d['truth'].size} items, {len(d['crowd'])} simulated inspectors {CROWD_MIX}, "
-        f"{len(d['gold_items'])} gold items, seed {args.seed}"
-    )
-    print(
-        "realized inspector accuracy:",
-        " ".join(
-            f"{k[:3]}:{acc:.2f}" for k, acc in zip(kinds, d["inspector_accuracy"], strict=True)
-        ),
-    )
-    model_scores = scores(d["model"], d)
-    print(
-        "SIMULATED model prior (not a trained network): "
-        f"accuracy {pct(model_scores['accuracy'])}%, "
-        f"ECE {model_scores['ece']:.3f} after temperature {d['temperature']:.2f}"
-    )
-
-    fixed: dict[str, dict] = {}
-    for r in (1, 3, 5):
-        items, _, lab = flat_answers(d, r)
-        row = {
-            "ours_majority_vote": scores(
-                cs.majority_vote(items, lab, n_items=d["truth"].size, n_classes=K, seed=args.seed),
-                d,
-            )
-        }
-        row["ours_em"] = ours_em(d, r, with_model=False, args=args)
-        row["ours_em_model"] = ours_em(d, r, with_model=True, args=args)
-        for name, res in crowdkit_methods(d, r).items():
-            row[f"crowdkit_{name}"] = res
-        fixed[str(r)] = row
-        print(f"fixed {r}: " + "  ".join(f"{k} {pct(v['accuracy'])}" for k, v in row.items()))
-
-    rows = []
-    targets = [float(t) for t in args.targets.split(",")]
-    for with_model in (False, True):
-        for min_answers in (1, 2):
-            for target in targets:
-                res = adaptive(
-                    d, target=target, min_answers=min_answers, with_model=with_model, args=args
-                )
-                rows.append(res)
-                print(
-                    f"adaptive target {target} min {min_answers} model {with_model}: "
-                    f"{res['answers_per_item']:.2f} answers/item, accuracy {pct(res['accuracy'])}, "
-                    f"labeled {pct(res['share_labeled'])} at {pct(res['accuracy_labeled'])}, "
-                    f"ECE {res['ece']:.3f}, "
-                    f"after final refit {pct(res['accuracy_after_final_refit'])}"
-                )
-
-    # Cheapest adaptive setting that matches the fixed-5 accuracy of the same method.
-    match = {}
-    for with_model, key in ((False, "ours_em"), (True, "ours_em_model")):
-        goal = fixed["5"][key]["accuracy"]
-        ok = [r for r in rows if r["model_prior"] == with_model and r["accuracy"] >= goal]
-        best = min(ok, key=lambda r: r["answers_per_item"]) if ok else None
-        match[key] = {
-            "fixed5_accuracy": goal,
-            "adaptive": None
-            if best is None
-            else {k: best[k] for k in ("target", "min_answers", "answers_per_item", "accuracy")},
-            "answer_saving_vs_fixed5": None if best is None else 1 - best["answers_per_item"] / 5,
-        }
-        print(f"match fixed-5 ({key}, {pct(goal)}%):", match[key])
-
-    timing = refit_timing(args)
-    print("refit timing:", timing)
-    results = {
+    load_before = os.getloadavg()
+    rows, fixed, described = [], {}, {}
+    for name, seed, stream in streams(args):
+        key = f"{name}/{seed}"
+        print(f"{key}: {stream.n_items} items, {stream.n_workers} workers", flush=True)
+        described[key] = describe(stream)
+        if seed == 0 or args.answers:
+            fixed[key] = fixed_budgets(stream, crowdkit=not args.skip_crowdkit)
+        if args.answers:
+            for target, lo, hi in SWEEP:
+                settings = cr.Settings(target, lo, hi, refit_every=args.refit_every)
+                rows.append({"run": "sweep", "crowd": name, "seed": seed, **adaptive(
+                    stream, settings, "sweep"
+                )})  # fmt: skip
+        else:
+            rows += crowd_runs(name, stream, seed, args)
+    timing = None if args.answers else refit_timing(args)
+    if timing:
+        print("refit timing:", timing)
+    header = {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
-        "seed": args.seed,
-        "args": vars(args),
         "python": platform.python_version(),
-        "crowd_mix": CROWD_MIX,
-        "inspectors": [
-            {"kind": k, "realized_accuracy": float(acc)}
-            for k, acc in zip(kinds, d["inspector_accuracy"], strict=True)
-        ],
-        "simulated_model_prior": {
-            **model_scores,
-            "temperature": d["temperature"],
-            "note": "simulated calibrated classifier, not a trained model",
+        "load_average_before": [round(x, 2) for x in load_before],
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "seconds_total": round(time.perf_counter() - started, 1),
+        "defaults": {
+            "target": DEFAULT.target,
+            "min_answers": DEFAULT.min_answers,
+            "max_answers": DEFAULT.max_answers,
+            "refit_every_answers": args.refit_every,
         },
-        "fixed": fixed,
-        "adaptive": rows,
-        "adaptive_matching_fixed5": match,
-        "refit_timing": timing,
-        "seconds_total": time.perf_counter() - started,
     }
-    results["markdown"] = markdown(results)
+    results = {
+        **header,
+        "streams": described,
+        "settings": rows,
+        "markdown": markdown(rows),
+    }
     print()
     print(results["markdown"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwrote {out}")
+    for path, data in (
+        (args.out, results),
+        (args.out_fixed, {**header, "streams": described, "fixed": fixed, "refit_timing": timing}),
+    ):
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        print(f"wrote {out}")
     return results
+
+
+def _json_default(x):
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(type(x))
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from labeling.trust import (
     class_prior,
     confusions_for,
     current_answers,
+    linked_pairs,
     skills_add_evidence,
 )
 
@@ -103,19 +104,19 @@ def item_consensus_update(
     k = len(labels)
     column = {label.pk: i for i, label in enumerate(labels)}
     answers = current_answers(item)
-    confusions = confusions_for(project, [a.annotator_id for a in answers], k)
-    posterior = consensus.item_posterior(
+    who = [a.annotator_id for a in answers]
+    confusions = confusions_for(project, who, k)
+    update = consensus.answer_update(
         item_prior(item, k),
-        [confusions[a.annotator_id] for a in answers],
+        who,
+        [confusions[a] for a in who],
         [column[a.label_id] for a in answers],
-    )
-    decision = consensus.stopping_decision(
-        posterior,
-        len(answers),
         target=project.consensus_target,
         min_answers=project.min_answers,
         max_answers=project.max_answers,
+        linked_pairs=linked_pairs(project),
     )
+    posterior, decision = update.posterior, update.decision
     item.posterior = posterior.round(6).tolist()
     item.posterior_max = float(posterior.max())
     item.answer_count = len(answers)
@@ -128,11 +129,10 @@ def item_consensus_update(
             source=ItemSource.CONSENSUS,
             confidence=float(posterior[best]),
         )
-        # Closing an item is when its answers become evidence about the people who gave them.
-        for a in answers:
-            evidence[a.annotator_id] = evidence.get(
-                a.annotator_id, np.zeros((k, k))
-            ) + consensus.answer_evidence(posterior, column[a.label_id])
+        # Closing an item is when its answers become evidence about the people who gave them,
+        # each judged by the item's other answers (leave-one-out, see consensus.answer_update).
+        for annotator_id, increment in update.evidence.items():
+            evidence[annotator_id] = evidence.get(annotator_id, np.zeros((k, k))) + increment
     else:
         item.status = ItemStatus.DISPUTED if decision == "disputed" else ItemStatus.IN_REVIEW
         item.save()
@@ -233,12 +233,15 @@ def _apply_answer(item: Item, annotation: Annotation, is_gold: bool, *, sign: in
         # Decided by an expert or import: the late answer is kept but decides nothing.
         skills_add_evidence(project=project, evidence={}, answers=counted, k=k)
     elif item.status == ItemStatus.LABELED and sign > 0:
-        # Closed by others while this lease was open: the answer is evidence about its giver.
+        # Closed by others while this lease was open: the closing posterior does not contain
+        # this answer, so it may judge it (if it is sure enough, as for leave-one-out evidence).
         posterior = np.asarray(item.posterior, dtype=float)
-        evidence = consensus.answer_evidence(posterior, column[annotation.label_id])
-        skills_add_evidence(
-            project=project, evidence={annotation.annotator_id: evidence}, answers=counted, k=k
-        )
+        evidence = {}
+        if posterior.max() >= consensus.EVIDENCE_MIN_CONFIDENCE:
+            evidence[annotation.annotator_id] = consensus.answer_evidence(
+                posterior, column[annotation.label_id]
+            )
+        skills_add_evidence(project=project, evidence=evidence, answers=counted, k=k)
     else:
         item_consensus_update(item, answers_delta=counted)
 
@@ -280,11 +283,17 @@ def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
             and item.final_source == ItemSource.CONSENSUS
         ):
             # Take back the evidence its closing gave every answer, then reopen it.
-            posterior = np.asarray(item.posterior, dtype=float)
-            taken_back = {
-                a.annotator_id: -consensus.answer_evidence(posterior, column[a.label_id])
-                for a in current_answers(item)
-            }
+            answers = current_answers(item)
+            who = [a.annotator_id for a in answers]
+            confusions = confusions_for(project, who, k)
+            given = consensus.closing_evidence(
+                np.asarray(item.posterior, dtype=float),
+                who,
+                [confusions[a] for a in who],
+                [column[a.label_id] for a in answers],
+                linked_pairs(project),
+            )
+            taken_back = {annotator_id: -ev for annotator_id, ev in given.items()}
             item.final_label, item.final_source, item.final_confidence, item.finished_at = (
                 None,
                 "",

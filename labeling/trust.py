@@ -5,14 +5,18 @@ Evidence is added incrementally as items close (answer posterior-weighted, gold 
 certain), and a periodic EM refit over all of a project's answers replaces it.
 """
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 from django.db import transaction
+from django.utils import timezone
 
 from labeling import consensus
-from labeling.models import Annotation, AnnotatorSkill, GoldItem, Item, Project
+from labeling.models import Annotation, AnnotatorSkill, GoldItem, Item, Prediction, Project
+
+logger = logging.getLogger(__name__)
 
 
 def class_count(project: Project) -> int:
@@ -33,6 +37,11 @@ def newcomer_confusion(project: Project, k: int) -> np.ndarray:
     if stored and len(stored) == k:
         return np.asarray(stored, dtype=float)
     return consensus.confusion_matrix(np.zeros((k, k)), consensus.pooled_prior(np.zeros((k, k))))
+
+
+def linked_pairs(project: Project) -> list[tuple[int, int]]:
+    """Inspector id pairs the last refit found copying each other: they count as one voice."""
+    return [(int(a), int(b)) for a, b, *_ in project.consensus_state.get("linked_pairs", [])]
 
 
 def confusions_for(project: Project, annotator_ids: Iterable[int], k: int) -> dict[int, np.ndarray]:
@@ -83,10 +92,7 @@ def skills_add_evidence(
             counts = _counts(skill, k)
             if annotator_id in evidence:
                 counts = np.maximum(counts + evidence[annotator_id], 0.0)
-                alpha = consensus.priors_given_pool(
-                    counts, pool, strength=consensus.DEFAULT_PRIOR_STRENGTH
-                )[0]
-                confusion = consensus.confusion_matrix(counts, alpha)
+                confusion = consensus.skill_refresh(counts, pool)
                 skill.confusion = confusion.round(6).tolist()
                 skill.estimated_accuracy = float(consensus.annotator_accuracy(confusion, prior))
             skill.counts = counts.round(6).tolist()
@@ -105,21 +111,43 @@ def current_answers(item: Item) -> list[Annotation]:
     return [row for row in latest.values() if row.label_id is not None]
 
 
+def _model_probabilities(project: Project, item_ids: list[int], k: int) -> np.ndarray | None:
+    """N×K probabilities of the active calibrated model (NaN rows where it has none), as the
+    per-answer update uses them in the item prior (``labeling.answers.item_prior``)."""
+    model = project.active_model
+    if model is None or not model.is_calibrated:
+        return None
+    index = {pk: i for i, pk in enumerate(item_ids)}
+    probs = np.full((len(item_ids), k), np.nan)
+    rows = (
+        Prediction.objects.filter(model_version=model, item__project=project)
+        .exclude(probabilities=[])
+        .values_list("item_id", "probabilities")
+    )
+    for item_id, p in rows.iterator(chunk_size=5000):
+        if item_id in index and p and len(p) == k:
+            probs[index[item_id]] = p
+    return probs
+
+
 def skills_refit(*, project: Project) -> dict:
-    """EM over every current answer of the project (gold items fixed to their answer); replaces
-    the incremental evidence, the class balance and the newcomer pool. Returns timing figures.
+    """EM over every current answer of the project (gold items fixed to their answer), warm
+    from the current estimate; replaces the incremental evidence, the class balance, the
+    newcomer pool and the copying pairs, and stores each inspector's checks (near chance,
+    per-class bias, copying). A refit that would do worse on gold or in likelihood than the
+    current estimate is not applied: it is logged and kept in ``consensus_state["last_refit"]``.
     Open items are not re-scored here: ``labeling.refit.project_refit`` does both."""
     started = time.perf_counter()
-    labels = list(project.labels.values_list("pk", flat=True))
+    labels = list(project.labels.all())
     k = len(labels)
-    column = {pk: i for i, pk in enumerate(labels)}
+    column = {label.pk: i for i, label in enumerate(labels)}
     rows = list(
         Annotation.objects.filter(project=project, superseded_by__isnull=True, label__isnull=False)
         .values_list("item_id", "annotator_id", "label_id")
-        .order_by("item_id", "annotator_id")
+        .order_by("item_id", "created_at", "id")  # answer order: the stopping check needs it
     )
     if not rows:
-        return {"answers": 0, "seconds": 0.0}
+        return {"answers": 0, "seconds": 0.0, "applied": False, "reason": "no answers"}
     item_ids = sorted({r[0] for r in rows})
     annotator_ids = sorted({r[1] for r in rows})
     item_index = {pk: i for i, pk in enumerate(item_ids)}
@@ -134,8 +162,14 @@ def skills_refit(*, project: Project) -> dict:
         )
         if item_id in item_index
     }
+    stored = confusions_for(project, annotator_ids, k)
+    current = consensus.SkillState(
+        confusions=np.stack([stored[pk] for pk in annotator_ids]),
+        class_prior=class_prior(project, k),
+    )
+    model_probs = _model_probabilities(project, item_ids, k)
     loaded = time.perf_counter()
-    result = consensus.dawid_skene_em(
+    result = consensus.refit(
         items,
         annotators,
         answers,
@@ -143,35 +177,96 @@ def skills_refit(*, project: Project) -> dict:
         n_annotators=len(annotator_ids),
         n_classes=k,
         gold=gold,
+        model_probs=model_probs,
+        current=current,
+        target=project.consensus_target,
+        min_answers=project.min_answers,
     )
     fitted = time.perf_counter()
-    accuracy = consensus.annotator_accuracy(result.confusions, result.class_prior)
+    figures = {
+        "answers": len(rows),
+        "items": len(item_ids),
+        "inspectors": len(annotator_ids),
+        **result.figures(),
+        "at": timezone.now().isoformat(),
+    }
+    state = dict(project.consensus_state)
+    state["last_refit"] = figures
+    if not result.applied:
+        logger.warning("project %s: trust refit not applied: %s", project.pk, result.reason)
+        Project.objects.filter(pk=project.pk).update(consensus_state=state)
+        project.consensus_state = state
+        return {**figures, "seconds": round(time.perf_counter() - started, 3)}
+    em = result.em
+    accuracy = consensus.annotator_accuracy(em.confusions, em.class_prior)
+    flags = _inspector_flags(result, annotator_ids, [label.name for label in labels])
     with transaction.atomic():
         for annotator_id, i in annotator_index.items():
             AnnotatorSkill.objects.update_or_create(
                 project=project,
                 annotator_id=annotator_id,
                 defaults={
-                    "counts": result.counts[i].round(6).tolist(),
-                    "confusion": result.confusions[i].round(6).tolist(),
+                    "counts": em.counts[i].round(6).tolist(),
+                    "confusion": em.confusions[i].round(6).tolist(),
                     "estimated_accuracy": float(accuracy[i]),
                     "answers": int((annotators == i).sum()),
+                    "flags": flags[annotator_id],
                 },
             )
-        pool = consensus.confusion_matrix(np.zeros((k, k)), consensus.pooled_prior(result.counts))
-        state = {
-            "class_prior": result.class_prior.round(6).tolist(),
-            "newcomer_confusion": pool.round(6).tolist(),
-            "refit_answers": len(rows),
-        }
+        state.update(
+            class_prior=em.class_prior.round(6).tolist(),
+            newcomer_confusion=result.pool.round(6).tolist(),
+            refit_answers=len(rows),
+            linked_pairs=[
+                [annotator_ids[p.a], annotator_ids[p.b], p.shared, p.agreements]
+                for p in result.pair_tests
+                if p.flagged
+            ],
+        )
         Project.objects.filter(pk=project.pk).update(consensus_state=state)
         project.consensus_state = state
     return {
-        "answers": len(rows),
-        "items": len(item_ids),
-        "inspectors": len(annotator_ids),
-        "iterations": result.iterations,
+        **figures,
         "load_seconds": round(loaded - started, 3),
         "fit_seconds": round(fitted - loaded, 3),
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def _inspector_flags(
+    result: consensus.RefitResult, annotator_ids: list[int], label_names: list[str]
+) -> dict[int, dict]:
+    """What the Inspectors page shows per person, from the refit's checks (JSON-ready)."""
+    flags: dict[int, dict] = {pk: {} for pk in annotator_ids}
+    for test in result.inspector_tests:
+        flags[annotator_ids[test.annotator]].update(
+            near_chance=test.near_chance,
+            scored=test.scored,
+            scored_correct=test.correct,
+            chance=round(test.chance, 4),
+            floor=round(test.floor, 4),
+            p_value=None if test.p_value is None else float(f"{test.p_value:.3g}"),
+        )
+    for bias in result.biases:
+        flags[annotator_ids[bias.annotator]].setdefault("biases", []).append(
+            {
+                "true": label_names[bias.true_class],
+                "given": label_names[bias.given_class],
+                "share": round(bias.share, 3),
+                "answers": round(bias.evidence, 1),
+            }
+        )
+    for pair in result.pair_tests:
+        if not pair.flagged:
+            continue
+        for me, other in ((pair.a, pair.b), (pair.b, pair.a)):
+            flags[annotator_ids[me]].setdefault("copies_with", []).append(
+                {
+                    "user_id": annotator_ids[other],
+                    "shared": pair.shared,
+                    "agreements": pair.agreements,
+                    "expected": round(pair.expected_agreements, 1),
+                    "p_value": float(f"{pair.p_value:.3g}"),
+                }
+            )
+    return flags

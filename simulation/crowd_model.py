@@ -9,7 +9,11 @@ Dawid–Skene data:
   harder) that raises every inspector's error log-odds by ``slope · z``, so answers on the same
   item are correlated, which is exactly what Dawid–Skene's independence assumption ignores;
 * careless inspectors also slip to random keys; spammers answer uniformly at random or always
-  press the same key, whatever the image.
+  press the same key, whatever the image;
+* adversaries and oddities for the trust checks: near-chance inspectors (25-35 % right), a
+  class-biased one (an average inspector who calls every T-shirt a shirt), and colluding pairs
+  (:func:`assign_pairs_together` puts them on the same images, :func:`copy_within_pairs` makes
+  whoever answers second copy the first).
 """
 
 from __future__ import annotations
@@ -60,7 +64,12 @@ KINDS: Mapping[str, tuple[tuple[float, float], float, float]] = {
     "expert": ((0.97, 0.99), 0.05, 1.2),
     "average": ((0.85, 0.90), 0.10, 1.2),
     "careless": ((0.65, 0.75), 0.40, 0.8),
+    "good": ((0.92, 0.96), 0.05, 1.2),
+    "near_chance": ((0.25, 0.35), 0.60, 0.5),
+    "class_biased": ((0.85, 0.90), 0.10, 1.2),
 }
+# The class-biased inspector answers this label for every image of that class.
+BIAS = (0, 6)  # T-shirt/top -> Shirt
 SPAMMER_KINDS = ("spammer_uniform", "spammer_constant")
 DEFAULT_MIX: Mapping[str, int] = {
     "expert": 3,
@@ -148,15 +157,23 @@ def make_inspector(id: int, kind: str, rng: np.random.Generator) -> Inspector:
         return Inspector(id, kind, float("nan"), np.zeros(K), 0.0, np.zeros((K, K)), constant)
     (low, high), random_share, slope = KINDS[kind]
     accuracy = float(rng.uniform(low, high))
-    # Spread the error over classes by hardness, capped so no class is worse than a coin flip.
-    class_error = np.clip((1.0 - accuracy) * CLASS_HARDNESS, 1e-4, 0.5)
+    # Spread the error over classes by hardness, capped so no class is worse than a coin flip
+    # (near-chance inspectors are worse than that everywhere).
+    cap = 0.5 if accuracy > 0.5 else 0.95
+    class_error = np.clip((1.0 - accuracy) * CLASS_HARDNESS, 1e-4, cap)
+    base_logit = _base_logit(class_error, slope)
+    destinations = error_destinations(random_share)
+    if kind == "class_biased":
+        true, given = BIAS
+        base_logit[true] = 30.0  # always "wrong" on this class ...
+        destinations[true] = np.eye(K)[given]  # ... and always the same way
     return Inspector(
         id=id,
         kind=kind,
         accuracy=accuracy,
-        base_logit=_base_logit(class_error, slope),
+        base_logit=base_logit,
         slope=slope,
-        destinations=error_destinations(random_share),
+        destinations=destinations,
     )
 
 
@@ -254,6 +271,42 @@ def assign_inspectors(
     """``n_items × per_item`` distinct random inspectors per item (nobody sees an item twice)."""
     keys = rng.random((n_items, n_inspectors))
     return np.argsort(keys, axis=1)[:, :per_item]
+
+
+def assign_pairs_together(
+    inspectors: np.ndarray,
+    pairs: list[tuple[int, int]],
+    rng: np.random.Generator,
+    *,
+    together: float = 0.5,
+) -> np.ndarray:
+    """Colluders take the same images: where one of a pair is among an item's inspectors, the
+    other replaces a random other slot with probability ``together``."""
+    out = np.array(inspectors, copy=True)
+    for a, b in pairs:
+        for first, second in ((a, b), (b, a)):
+            has_first = (out == first).any(axis=1)
+            has_second = (out == second).any(axis=1)
+            rows = np.flatnonzero(has_first & ~has_second & (rng.random(len(out)) < together / 2))
+            for row in rows:
+                free = np.flatnonzero(out[row] != first)
+                out[row, rng.choice(free)] = second
+    return out
+
+
+def copy_within_pairs(
+    inspectors: np.ndarray, labels: np.ndarray, pairs: list[tuple[int, int]]
+) -> np.ndarray:
+    """Whoever of a colluding pair answers an item second gives the first one's answer
+    (slots are in answer order)."""
+    out = np.array(labels, copy=True)
+    for a, b in pairs:
+        for row in np.flatnonzero((inspectors == a).any(axis=1) & (inspectors == b).any(axis=1)):
+            slot_a = int(np.flatnonzero(inspectors[row] == a)[0])
+            slot_b = int(np.flatnonzero(inspectors[row] == b)[0])
+            lead, follow = sorted((slot_a, slot_b))
+            out[row, follow] = out[row, lead]
+    return out
 
 
 def _class_embedding(rho: float = 0.7) -> np.ndarray:

@@ -10,14 +10,10 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
 from labeling.answers import item_resolve_expert
+from labeling.crowd_checks import COLLUSION_MIN_OVERLAP, NEAR_CHANCE_MIN_ANSWERS
 from labeling.errors import ServiceError
 from labeling.models import Annotation, ItemStatus
-from labeling.trust_report import (
-    SPAMMER_MARGIN,
-    SPAMMER_MIN_ANSWERS,
-    SPAMMER_MIN_GOLD,
-    inspector_trust_table,
-)
+from labeling.trust_report import floor_percent, inspector_trust_table
 
 DISPUTED_PAGE_SIZE = 100
 
@@ -94,8 +90,9 @@ def inspectors(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "labels": labels,
             "rows": inspector_trust_table(project=project),
-            "spammer_below": round(100 * (1 / len(labels) + SPAMMER_MARGIN)) if labels else 0,
-            "spammer_min_answers": SPAMMER_MIN_ANSWERS,
-            "spammer_min_gold": SPAMMER_MIN_GOLD,
+            "floor_percent": floor_percent(project),
+            "min_answers": NEAR_CHANCE_MIN_ANSWERS,
+            "min_overlap": COLLUSION_MIN_OVERLAP,
+            "last_refit": project.consensus_state.get("last_refit"),
         },
     )

@@ -98,6 +98,9 @@ class AnnotatorSkill(TimeStamped):
     gold_answers = models.PositiveIntegerField(default=0)
     gold_correct = models.PositiveIntegerField(default=0)
     answers = models.PositiveIntegerField(default=0)
+    # What the last applied refit's checks found (labeling.crowd_checks): near chance with its
+    # test, per-class biases, the inspectors this one copies with. Shown on the Inspectors page.
+    flags = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["project", "annotator"]

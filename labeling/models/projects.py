@@ -42,8 +42,9 @@ class Project(TimeStamped):
     )
 
     # Redundancy and consensus
+    # Defaults measured in docs/consensus.md (labeling.consensus.DEFAULT_*).
     min_answers = models.PositiveSmallIntegerField(default=1)
-    max_answers = models.PositiveSmallIntegerField(default=5)
+    max_answers = models.PositiveSmallIntegerField(default=10)
     consensus_target = models.FloatField(default=0.95, validators=unit_interval)
     lease_seconds = models.PositiveIntegerField(default=300)
     show_model_suggestion = models.BooleanField(

@@ -200,9 +200,9 @@ def test_inspectors_page_flags_an_inspector_who_answers_gold_at_random(
     assert len(rows["ines-inspector"]["confusion"]) == 4
     html = response.content.decode()
     spam_row = html.split('data-inspector="ines-inspector"')[1].split("</tr>")[0]
-    assert "likely spammer" in spam_row
+    assert "close to guessing" in spam_row
     careful_row = html.split('data-inspector="ivan-inspector"')[1].split("</tr>")[0]
-    assert "likely spammer" not in careful_row
+    assert "close to guessing" not in careful_row
     assert "(24/24)" in careful_row
 
 
