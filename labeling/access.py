@@ -7,12 +7,13 @@ that it exists.
 from collections.abc import Iterable
 from enum import StrEnum
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404
 
-from labeling.models import Project
+from labeling.models import Membership, Project
 
 
 class Role(StrEnum):
@@ -51,11 +52,44 @@ def projects_for_user(user: AbstractBaseUser | AnonymousUser) -> QuerySet[Projec
     return Project.objects.filter(memberships__user=user)
 
 
+def _member_project_sql() -> str:
+    user_groups = get_user_model().groups.through._meta.db_table
+    roles = ", ".join(
+        f"EXISTS (SELECT 1 FROM {user_groups} ug JOIN {Group._meta.db_table} g "
+        f"ON g.id = ug.group_id WHERE ug.user_id = %s AND g.name = %s) AS role_{role.value}"
+        for role in Role
+    )
+    return (
+        f"SELECT p.*, {roles} FROM {Project._meta.db_table} p "
+        f"JOIN {Membership._meta.db_table} m ON m.project_id = p.id AND m.user_id = %s "
+        "WHERE p.slug = %s"
+    )
+
+
+def member_project(user: AbstractBaseUser | AnonymousUser, slug: str) -> Project | None:
+    """The project ``slug`` if ``user`` belongs to it, with the user's roles in the same query
+    (kept for ``user_roles`` for the rest of the request): one query, not two, on every page and
+    API call. Written in SQL because the ORM's version of it (three ``Exists`` annotations) cost
+    about 2 ms of Python per request, more than the query it saved."""
+    if not user.is_authenticated or user.is_superuser:
+        return projects_for_user(user).filter(slug=slug).first()
+    params: list = []
+    for role in Role:
+        params += [user.pk, role.value]
+    found = list(Project.objects.raw(_member_project_sql(), [*params, user.pk, slug]))
+    if not found:
+        return None
+    project = found[0]
+    if getattr(user, "_role_cache", None) is None:
+        user._role_cache = {role for role in Role if getattr(project, f"role_{role.value}")}
+    return project
+
+
 def project_for_user(
     user: AbstractBaseUser | AnonymousUser, slug: str, *, roles: Iterable[Role] = ALL_ROLES
 ) -> Project:
     """The project if ``user`` belongs to it (else 404) and holds one of ``roles`` (else 403)."""
-    project = projects_for_user(user).filter(slug=slug).first()
+    project = member_project(user, slug)
     if project is None:
         raise Http404("No such project.")
     if not user_roles(user) & set(roles):
