@@ -69,6 +69,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--think-ms", type=float, default=0, help="mean pause before each answer")
     parser.add_argument("--accuracy", type=float, default=0.9, help="share of right answers")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="start the clock with the first request to a cold server (as before this option)",
+    )
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON figures")
     parser.add_argument(
         "--database-url",
@@ -139,7 +144,8 @@ class Target:
             port=parts.port or 5432,
             user=parts.username,
             password=parts.password,
-            dbname=parts.path.lstrip("/") or "postgres",
+            # The maintenance database: the one in the URL need not exist.
+            dbname="postgres",
         )
         conn.autocommit = True
         try:
@@ -303,16 +309,21 @@ class Tally:
     def __init__(self, target: int):
         self.target = target
         self.lock = threading.Lock()
-        self.accepted: list[int] = []  # answer ids from 201 responses
-        # next: the request that handed out each lease; submit: each answer's request.
-        self.latency: dict[str, list[float]] = {"next": [], "submit": []}
+        self.accepted: list[int] = []  # answer ids from 201 responses (warm-up included)
+        self.timed_answers = 0
+        # next: the request that handed out each lease; submit: each answer's request. Each
+        # sample is (seconds into the window when the request started, latency in seconds).
+        self.latency: dict[str, list[tuple[float, float]]] = {"next": [], "submit": []}
+        self.warmup: list[float] = []
+        self.window_start = 0.0
+        self.go = threading.Event()  # set when the timed window starts
         self.status: dict[str, dict[int, int]] = {"next/": {}, "answers/": {}}
         self.queries: dict[str, list[int]] = {"next/": [], "answers/": []}
         self.errors: list[str] = []
         self.empty_queue = 0
 
     def done(self) -> bool:
-        return len(self.accepted) >= self.target
+        return self.timed_answers >= self.target
 
     def request(self, endpoint: str, response: requests.Response) -> None:
         with self.lock:
@@ -321,78 +332,108 @@ class Tally:
             if "X-Queries" in response.headers:
                 self.queries[endpoint].append(int(response.headers["X-Queries"]))
 
-    def timing(self, kind: str, seconds: float) -> None:
+    def timing(self, kind: str, started: float, seconds: float) -> None:
         with self.lock:
-            self.latency[kind].append(seconds)
+            self.latency[kind].append((started - self.window_start, seconds))
 
     def error(self, text: str) -> None:
         with self.lock:
             self.errors.append(text)
 
 
-def inspector(url: str, slug: str, token: str, truth: dict, tally: Tally, args, seed, one_trip):
-    rng = random.Random(seed)
-    base = f"{url}/api/projects/{slug}/queue"
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
-    empty_in_a_row = 0
-    lease = None
-    while not tally.done():
-        if lease is None:
+class Inspector:
+    """One simulated inspector: one HTTP session, answering leased images in a loop."""
+
+    def __init__(self, url, slug, token, truth, tally: Tally, args, seed, one_trip):
+        self.rng = random.Random(seed)
+        self.base = f"{url}/api/projects/{slug}/queue"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+        self.truth, self.tally, self.args, self.one_trip = truth, tally, args, one_trip
+        self.lease = None
+        self.empty_in_a_row = 0
+
+    def run(self, ready: threading.Barrier) -> None:
+        # Warm-up, outside the timed window: one answer each, so the connection is open and the
+        # server has run every part of the hot path once (imports, URL resolver, database
+        # connections and their caches) before the clock runs. Its latency is reported apart.
+        if not self.args.no_warmup:
             started = time.perf_counter()
-            try:
-                response = session.post(f"{base}/next/", timeout=30)
-            except requests.RequestException as exc:
-                tally.error(f"next: {exc}")
-                continue
-            elapsed = time.perf_counter() - started
-            tally.request("next/", response)
-            if response.status_code == 204:
-                empty_in_a_row += 1
-                with tally.lock:
-                    tally.empty_queue += 1
-                if empty_in_a_row > 20:
-                    return
-                time.sleep(0.2)
-                continue
-            if response.status_code != 200:
-                tally.error(f"next {response.status_code}: {response.text[:200]}")
-                continue
-            tally.timing("next", elapsed)
-            empty_in_a_row = 0
-            lease = response.json()
-        right = truth[lease["item"]]
-        label = right if rng.random() < args.accuracy else rng.choice(LABELS)
-        if args.think_ms:
-            time.sleep(args.think_ms / 1000 * rng.uniform(0.5, 1.5))
-        body = {"assignment": lease["assignment"], "label": label, "time_on_task_ms": 1500}
-        if one_trip:
-            body["next"] = 1
-        lease = None
+            self.step(timed=False)
+            self.tally.warmup.append(time.perf_counter() - started)
+        ready.wait()
+        self.tally.go.wait()
+        if self.args.think_ms and not self.args.no_warmup:
+            # People do not all press a key at the same millisecond: start spread over a pause.
+            time.sleep(self.args.think_ms / 1000 * self.rng.uniform(0, 1))
+        while not self.tally.done() and self.empty_in_a_row <= 20:
+            self.step(timed=True)
+
+    def post(self, endpoint: str, timed: bool, **kwargs) -> tuple[requests.Response | None, float]:
         started = time.perf_counter()
         try:
-            response = session.post(f"{base}/answers/", json=body, timeout=30)
+            response = self.session.post(f"{self.base}/{endpoint}", timeout=30, **kwargs)
         except requests.RequestException as exc:
-            tally.error(f"submit: {exc}")
-            continue
+            self.tally.error(f"{endpoint}: {exc}")
+            return None, started
+        if timed:
+            self.tally.request(endpoint, response)
+        return response, started
+
+    def step(self, *, timed: bool) -> None:
+        """Take a lease if none is held, think, answer (asking for the next lease on the
+        one-trip path)."""
+        tally = self.tally
+        if self.lease is None:
+            response, started = self.post("next/", timed)
+            elapsed = time.perf_counter() - started
+            if response is None:
+                return
+            if response.status_code == 204:
+                self.empty_in_a_row += 1
+                with tally.lock:
+                    tally.empty_queue += 1
+                time.sleep(0.2)
+                return
+            if response.status_code != 200:
+                tally.error(f"next {response.status_code}: {response.text[:200]}")
+                return
+            if timed:
+                tally.timing("next", started, elapsed)
+            self.empty_in_a_row = 0
+            self.lease = response.json()
+        right = self.truth[self.lease["item"]]
+        label = right if self.rng.random() < self.args.accuracy else self.rng.choice(LABELS)
+        if self.args.think_ms and timed:
+            time.sleep(self.args.think_ms / 1000 * self.rng.uniform(0.5, 1.5))
+        body = {"assignment": self.lease["assignment"], "label": label, "time_on_task_ms": 1500}
+        if self.one_trip:
+            body["next"] = 1
+        self.lease = None
+        response, started = self.post("answers/", timed, json=body)
         elapsed = time.perf_counter() - started
-        tally.request("answers/", response)
+        if response is None:
+            return
         if response.status_code != 201:
             tally.error(f"submit {response.status_code}: {response.text[:200]}")
-            continue
-        tally.timing("submit", elapsed)
+            return
         reply = response.json()
         with tally.lock:
             tally.accepted.append(reply["answer"])
-        if one_trip and reply.get("next"):
-            tally.timing("next", elapsed)
-            lease = reply["next"][0]
+            if timed:
+                tally.timed_answers += 1
+        if timed:
+            tally.timing("submit", started, elapsed)
+        if self.one_trip and reply.get("next"):
+            if timed:
+                tally.timing("next", started, elapsed)
+            self.lease = reply["next"][0]
 
 
-def percentiles(values: list[float]) -> dict:
-    if not values:
+def percentiles(samples: list[tuple[float, float]]) -> dict:
+    if not samples:
         return {}
-    ordered = sorted(values)
+    ordered = sorted(seconds for _, seconds in samples)
 
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
@@ -404,6 +445,12 @@ def percentiles(values: list[float]) -> dict:
         "p99_ms": at(0.99),
         "max_ms": round(ordered[-1] * 1000, 1),
         "mean_ms": round(sum(ordered) / len(ordered) * 1000, 1),
+        # When the slowest 1% started (seconds into the window) and took (ms): a tail that sits
+        # at the start is a cold start, one spread out is steady-state.
+        "slowest": [
+            [round(at, 1), round(seconds * 1000, 1)]
+            for at, seconds in sorted(samples, key=lambda s: -s[1])[: max(1, len(samples) // 100)]
+        ][:20],
     }
 
 
@@ -428,24 +475,28 @@ def run_path(args, target: Target, path: str) -> dict:
     server, url = start_server(target, log_path)
     try:
         tally = Tally(args.answers)
-        threads = [
-            threading.Thread(
-                target=inspector,
-                args=(url, slug, token, truth, tally, args, args.seed + i, path == "one_trip"),
-                daemon=True,
-            )
+        ready = threading.Barrier(len(tokens) + 1)
+        inspectors = [
+            Inspector(url, slug, token, truth, tally, args, args.seed + i, path == "one_trip")
             for i, token in enumerate(tokens.values())
+        ]
+        threads = [
+            threading.Thread(target=inspector.run, args=(ready,), daemon=True)
+            for inspector in inspectors
         ]
         print(
             f"[{path}] {args.inspectors} inspectors → {target.server_label()}; "
             f"target {args.answers} answers on {n_items} items …",
             flush=True,
         )
-        load_before = loadavg()
-        meter = CpuMeter(server.pid, target.database)
-        meter.start()
         for thread in threads:
             thread.start()
+        load_before = loadavg()
+        meter = CpuMeter(server.pid, target.database)
+        ready.wait()  # every inspector has warmed up
+        meter.start()
+        tally.window_start = meter.wall_start
+        tally.go.set()
         for thread in threads:
             thread.join()
         cpu = meter.finish()
@@ -453,7 +504,7 @@ def run_path(args, target: Target, path: str) -> dict:
     finally:
         stop_process_group(server)
     checks = database_checks(slug, tally.accepted)
-    answers = len(tally.accepted)
+    answers = tally.timed_answers
     elapsed = cpu["wall_s"]
     requests_made = sum(sum(counts.values()) for counts in tally.status.values())
 
@@ -484,6 +535,8 @@ def run_path(args, target: Target, path: str) -> dict:
         "errors": len(tally.errors),
         "error_samples": sorted(set(tally.errors))[:10],
         "empty_queue_responses": tally.empty_queue,
+        "warmup": not args.no_warmup,
+        "warmup_ms": percentiles([(0.0, seconds) for seconds in tally.warmup]),
         "checks": checks,
         "double_hand_outs": checks["double_hand_outs"],
         "answers_stored_twice": checks["answers_stored_twice"],

@@ -6,10 +6,6 @@ answer arriving after the item was decided, which only a slot leased beyond need
 and **answers stored twice** (an inspector with two current answers on one item, or one lease
 answered twice)."""
 
-from django.db import connection
-
-from labeling.models import Annotation, Project
-
 DOUBLE_HAND_OUTS = (
     "item_leased_twice_to_one_inspector",
     "items_with_open_leases_beyond_need",
@@ -58,6 +54,10 @@ QUERIES = {
 
 
 def database_checks(slug: str, accepted: list[int]) -> dict:
+    from django.db import connection
+
+    from labeling.models import Annotation, Project
+
     project = Project.objects.get(slug=slug)
     found = Annotation.objects.filter(pk__in=accepted).count() if accepted else 0
     labelled = Annotation.objects.filter(project=project, label__isnull=False).count()

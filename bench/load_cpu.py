@@ -47,7 +47,8 @@ def _children(parent: int) -> list[int]:
 
 
 def _postgres_backends(database: str) -> list[int]:
-    """PostgreSQL names each backend process ``postgres: <user> <database> <client> …``."""
+    """PostgreSQL names each backend process ``postgres: [<cluster>:] <user> <database> …``
+    (Debian's clusters add their name, e.g. ``15/main:``)."""
     found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -57,7 +58,7 @@ def _postgres_backends(database: str) -> list[int]:
         except OSError:
             continue
         words = title.replace(b"\0", b" ").split()
-        if len(words) >= 3 and words[0] == b"postgres:" and words[2] == database.encode():
+        if words[:1] == [b"postgres:"] and database.encode() in words[2:4]:
             found.append(int(entry.name))
     return found
 

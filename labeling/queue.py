@@ -108,7 +108,9 @@ def _pick_gold(project: Project, user: AbstractBaseUser, rng) -> Item | None:
 # same filters, and the same order, which the partial index ``item_queue_order`` serves so the
 # database walks the queue in order and stops at the first free item.
 PICK_SQL = """
-SELECT i.id, i.project_id, i.status, i.answer_count
+SELECT i.id, i.project_id, i.status, i.answer_count,
+       (SELECT count(*) FROM labeling_assignment h
+        WHERE h.project_id = %s AND h.annotator_id = %s AND h.status = %s AND h.expires_at > %s)
 FROM labeling_item i
 WHERE i.project_id = %s
   AND i.status IN (%s, %s)
@@ -160,6 +162,10 @@ def _pick_regular(project: Project, user: AbstractBaseUser, now) -> Item | None:
                 sql,
                 [
                     project.pk,
+                    user.pk,
+                    AssignmentStatus.OPEN.value,
+                    at,
+                    project.pk,
                     ItemStatus.QUEUED.value,
                     ItemStatus.IN_REVIEW.value,
                     user.pk,
@@ -174,7 +180,10 @@ def _pick_regular(project: Project, user: AbstractBaseUser, now) -> Item | None:
             row = cursor.fetchone()
             if row is None:
                 return None
-            item = Item.from_db(connection.alias, PICK_FIELDS, row)
+            # The user's open leases, counted by the same statement (this transaction's new
+            # ones included): the cap costs no query of its own.
+            _check_lease_cap(row[-1])
+            item = Item.from_db(connection.alias, PICK_FIELDS, row[:-1])
             # The row we locked is its latest version (PostgreSQL re-reads a row that changed
             # before the lock), but the candidate's lease counts ran on a snapshot from before
             # we got the lock: an inspector who held it meanwhile may have taken its last slot,
@@ -218,23 +227,33 @@ def assignments_lease(
     rng: random.Random | None = None,
 ) -> list[Assignment]:
     """The leasing itself; the caller holds a transaction (``annotation_submit_and_lease`` runs
-    it in the answer's). It never waits for a lock: taken items are skipped."""
-    held = _open_leases_of(user, project, now).count()
-    if held >= MAX_OPEN_LEASES:
-        raise ServiceError(f"You already hold {MAX_OPEN_LEASES} images; answer or skip some first.")
-    leases = []
-    for _ in range(min(count, MAX_OPEN_LEASES - held)):
-        lease = _lease_one(project, user, now, rng or random)
+    it in the answer's). It never waits for a lock: taken items are skipped. Raises
+    ``ServiceError`` when the user already holds ``MAX_OPEN_LEASES`` and there is an item left
+    for them; stops early when they reach it."""
+    leases: list[Assignment] = []
+    for _ in range(count):
+        try:
+            lease = _lease_one(project, user, now, rng or random)
+        except ServiceError:
+            if leases:
+                break
+            raise
         if lease is None:
             break
         leases.append(lease)
     return leases
 
 
+def _check_lease_cap(held: int) -> None:
+    if held >= MAX_OPEN_LEASES:
+        raise ServiceError(f"You already hold {MAX_OPEN_LEASES} images; answer or skip some first.")
+
+
 def _lease_one(project: Project, user: AbstractBaseUser, now, rng) -> Assignment | None:
     item = None
     is_gold = False
     if project.gold_rate > 0 and rng.random() < project.gold_rate:
+        _check_lease_cap(_open_leases_of(user, project, now).count())
         item = _pick_gold(project, user, rng)
         is_gold = item is not None
     if item is None:
