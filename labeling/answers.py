@@ -147,7 +147,10 @@ def item_consensus_update(
             ) + consensus.answer_evidence(posterior, column[a.label_id])
     else:
         item.status = ItemStatus.DISPUTED if decision == "disputed" else ItemStatus.IN_REVIEW
-        item.save()
+        # Only what the update changed: not the image path, metadata and the rest again.
+        item.save(
+            update_fields=["posterior", "posterior_max", "answer_count", "status", "updated_at"]
+        )
     # One pass over the touched inspectors' trust rows (locked in id order: no deadlocks).
     skills_add_evidence(project=project, evidence=evidence, answers=answers_delta, k=k)
     return decision
