@@ -1,16 +1,30 @@
-"""Load benchmark: concurrent inspectors against the app under gunicorn, PostgreSQL and Redis.
+"""Load benchmark: concurrent inspectors against the app under a real web server and database.
 
     DATABASE_URL=postgres://labeling:labeling@127.0.0.1:5432/labeling \\
-    CELERY_BROKER_URL=redis://127.0.0.1:6379/0 \\
-    .venv/bin/python bench/load.py --answers 10000 --inspectors 50
+    .venv/bin/python bench/load.py --answers 10000 --inspectors 50 --bench-database labeling_load_me
 
-Each inspector is a separate HTTP client with its own API token. It leases the next image
-(``POST …/queue/next/``) and answers it (``POST …/queue/answers/``, 90% with the true label) until
-the target number of accepted answers is in. Setup creates a dedicated database (dropped at the
-end), a project, the inspectors and enough queued items (bulk-inserted, tiny fake images: the
-image bytes are never fetched, so this measures the queue, not file serving). Afterwards the
-database is checked for lost answers, items over-leased, and inspectors answering an item twice.
-Figures go to stdout and ``bench/results/load.json``.
+Each inspector is a separate HTTP client (a ``requests`` session with its own API token) that
+answers leased images, 90% with the true label, until the target number of accepted answers is
+in. Two paths are measured in the same run, each on a fresh database and a fresh server:
+
+- ``classic``, the baseline: lease (``POST …/queue/next/``), then answer
+  (``POST …/queue/answers/``): two requests per answer;
+- ``one_trip``: answer with ``"next": 1`` and get the next lease in the same response: one
+  request per answer (``next/`` only for the first lease, or when a reply brought none).
+
+Setup creates the project, the inspectors and enough queued items (bulk-inserted, tiny fake
+images: the image bytes are never fetched, so this measures the queue, not file serving).
+
+Figures: answers per second; CPU-seconds per answer over the timed window, for the whole machine
+(``/proc/stat``) and for the server alone (the web server's processes plus the PostgreSQL
+backends of the benchmark's database, from ``/proc/<pid>/stat``); latency percentiles of lease
+hand-outs (``next``: the request that delivered each lease) and of answers (``submit``); SQL
+statements per request (counted by ``bench/load_wsgi.py``). Afterwards the database is checked
+for lost answers, answers stored twice and double hand-outs (``bench/load_checks.py``).
+
+``--database-url sqlite`` runs the embedded default instead: SQLite under a fresh ``VAR_DIR``
+served by ``manage.py runserver``, as ``bin/run`` does. The figures go to stdout and ``--output``
+(``bench/results/load.json`` by default).
 """
 
 import argparse
@@ -19,100 +33,225 @@ import os
 import platform
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+from load_checks import anomalies, database_checks
+from load_cpu import CpuMeter, loadavg
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "load.json"
 LABELS = ["package", "product", "full_body", "half_body"]
+PATHS = {"both": ["classic", "one_trip"], "classic": ["classic"], "one_trip": ["one_trip"]}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--answers", type=int, default=10_000, help="accepted answers to reach")
     parser.add_argument("--inspectors", type=int, default=50, help="concurrent HTTP clients")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
-    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
-    parser.add_argument("--think-ms", type=float, default=0, help="pause before each answer")
+    parser.add_argument(
+        "--path",
+        choices=sorted(PATHS),
+        default="both",
+        help="both: the classic two-request path as the baseline, then the one-trip path",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=8, help="gunicorn threads per worker")
+    parser.add_argument("--think-ms", type=float, default=0, help="mean pause before each answer")
     parser.add_argument("--accuracy", type=float, default=0.9, help="share of right answers")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="start the clock with the first request to a cold server (as before this option)",
+    )
     parser.add_argument("--output", default=str(RESULTS), help="where to write the JSON figures")
     parser.add_argument(
         "--database-url",
         default=os.environ.get("DATABASE_URL", ""),
-        help="PostgreSQL URL of a server where a dedicated bench database may be created",
+        help="a PostgreSQL server where the bench database may be created, or 'sqlite' for "
+        "the embedded default",
     )
     parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"),
-        help="Redis for the broker and the cache",
+        "--bench-database",
+        default=f"labeling_load_{os.getpid()}",
+        help="name of the PostgreSQL database to create (dropped and created again per path)",
     )
     return parser.parse_args(argv)
 
 
-# --- setup ---------------------------------------------------------------------------------
+# --- the database and the server ------------------------------------------------------------
 
 
-def bench_database_url(base: str) -> tuple[str, str]:
-    parts = urlsplit(base)
-    if not parts.scheme.startswith("postgres"):
-        sys.exit("bench/load.py needs PostgreSQL: set DATABASE_URL=postgres://… (see docstring)")
-    name = f"labeling_load_{os.getpid()}"
-    return urlunsplit(parts._replace(path=f"/{name}")), name
+class Target:
+    """Where one run's database lives and how the server is started against it."""
+
+    def __init__(self, args):
+        self.args = args
+        self.sqlite = args.database_url.strip().lower() in ("sqlite", "sqlite://")
+        self.var_dir = Path(tempfile.mkdtemp(prefix="labeling-load-"))
+        if self.sqlite:
+            self.url = ""
+            self.database = None
+        else:
+            parts = urlsplit(args.database_url)
+            if not parts.scheme.startswith("postgres"):
+                sys.exit("bench/load.py needs DATABASE_URL=postgres://… or --database-url sqlite")
+            self.database = args.bench_database
+            self.url = urlunsplit(parts._replace(path=f"/{self.database}"))
+
+    def env(self) -> dict:
+        env = {
+            key: value
+            for key, value in os.environ.items()
+            if key not in ("DATABASE_URL", "CELERY_BROKER_URL", "DJANGO_DEBUG")
+        }
+        env.update(
+            VAR_DIR=str(self.var_dir),
+            DJANGO_SETTINGS_MODULE="labeling.settings",
+            LOG_LEVEL="WARNING",
+        )
+        if self.sqlite:
+            # The embedded default exactly: no database or broker URL, DEBUG as bin/run has it.
+            return env
+        env.update(
+            DATABASE_URL=self.url,
+            DJANGO_DEBUG="0",
+            SECRET_KEY=secrets.token_urlsafe(50),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            SECURE_SSL_REDIRECT="0",
+            SESSION_COOKIE_SECURE="0",
+            CSRF_COOKIE_SECURE="0",
+        )
+        # Answering queues no Celery task; the broker stays the filesystem one under VAR_DIR.
+        return env
+
+    def admin_sql(self, statement: str) -> None:
+        import psycopg2
+
+        parts = urlsplit(self.args.database_url)
+        conn = psycopg2.connect(
+            host=parts.hostname,
+            port=parts.port or 5432,
+            user=parts.username,
+            password=parts.password,
+            # The maintenance database: the one in the URL need not exist.
+            dbname="postgres",
+        )
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(statement)
+        finally:
+            conn.close()
+
+    def reset(self) -> None:
+        """A fresh, migrated database."""
+        from django.db import connections
+
+        connections.close_all()
+        if self.sqlite:
+            for path in self.var_dir.glob("db.sqlite3*"):
+                path.unlink()
+        else:
+            self.admin_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+            self.admin_sql(f'CREATE DATABASE "{self.database}"')
+        migrate = subprocess.run(
+            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=self.env()
+        )
+        if migrate.returncode:
+            sys.exit("migrate failed")
+
+    def drop(self) -> None:
+        from django.db import connections
+
+        connections.close_all()
+        if not self.sqlite:
+            self.admin_sql(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
+        shutil.rmtree(self.var_dir, ignore_errors=True)
+
+    def server_command(self, port: int) -> list[str]:
+        if self.sqlite:
+            return [sys.executable, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"]
+        return [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "bench.load_wsgi:application",
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(self.args.workers),
+            "-k",
+            "gthread",
+            "--threads",
+            str(self.args.threads),
+            "--backlog",
+            "512",
+            # Longer than a client's pause between answers: with gunicorn's default of 2 s an
+            # inspector's reused connection can be closed under it ("connection reset").
+            "--keep-alive",
+            "75",
+        ]
+
+    def server_label(self) -> str:
+        if self.sqlite:
+            return "manage.py runserver (SQLite, embedded default)"
+        return (
+            f"gunicorn -w {self.args.workers} -k gthread --threads {self.args.threads} "
+            "--keep-alive 75"
+        )
 
 
-def admin_sql(base: str, statement: str) -> None:
-    import psycopg2
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
-    parts = urlsplit(base)
-    conn = psycopg2.connect(
-        host=parts.hostname,
-        port=parts.port or 5432,
-        user=parts.username,
-        password=parts.password,
-        dbname=parts.path.lstrip("/") or "postgres",
+
+def start_server(target: Target, log_path: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
+    process = subprocess.Popen(
+        target.server_command(port),
+        cwd=ROOT,
+        env=target.env(),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
-    conn.autocommit = True
-    try:
-        with conn.cursor() as cursor:
-            cursor.execute(statement)
-    finally:
-        conn.close()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            # Any HTTP answer will do (the API says 401 without a token): the server is up.
+            requests.get(f"{url}/api/projects/", timeout=5)
+            return process, url
+        except requests.RequestException:
+            time.sleep(0.3)
+    stop_process_group(process)
+    sys.exit(f"the server did not start; see {log_path}")
 
 
-def server_env(db_url: str, redis_url: str) -> dict:
-    broker = urlsplit(redis_url)
-    return {
-        **os.environ,
-        "DATABASE_URL": db_url,
-        # A database of its own on the same Redis, flushed at the end: nothing queued here
-        # reaches another user's workers.
-        "CELERY_BROKER_URL": urlunsplit(broker._replace(path="/13")),
-        "CACHE_URL": urlunsplit(broker._replace(path="/12")),
-        "DJANGO_DEBUG": "0",
-        "SECRET_KEY": secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "SECURE_SSL_REDIRECT": "0",
-        "SESSION_COOKIE_SECURE": "0",
-        "CSRF_COOKIE_SECURE": "0",
-        "LOG_LEVEL": "WARNING",
-        "DJANGO_SETTINGS_MODULE": "labeling.settings",
-    }
+def stop_process_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def setup_data(args, n_items: int) -> tuple[str, dict[str, str], dict[int, str], dict]:
     """Project, inspectors with tokens, queued items (truth kept client-side)."""
-    import django
-
-    django.setup()
     from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
     from rest_framework.authtoken.models import Token
@@ -153,6 +292,13 @@ def setup_data(args, n_items: int) -> tuple[str, dict[str, str], dict[int, str],
         batch_size=2000,
     )
     ids = list(Item.objects.filter(project=project).order_by("sha256").values_list("pk", flat=True))
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        # Statistics for the bulk-inserted rows, as a live database has them: without them the
+        # planner may sort the whole queue instead of walking its index until autovacuum runs.
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE")
     project_info = {
         "min_answers": project.min_answers,
         "max_answers": project.max_answers,
@@ -163,63 +309,6 @@ def setup_data(args, n_items: int) -> tuple[str, dict[str, str], dict[int, str],
     return project.slug, tokens, dict(zip(ids, truth, strict=True)), project_info
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_gunicorn(args, env: dict, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    log = open(log_path, "wb")  # noqa: SIM115 - lives as long as the server
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "gunicorn"),
-            "labeling.wsgi",
-            "-b",
-            f"127.0.0.1:{port}",
-            "-w",
-            str(args.workers),
-            "-k",
-            "gthread",
-            "--threads",
-            str(args.threads),
-            "--backlog",
-            "512",
-            # Longer than a client's pause between answers: with gunicorn's default of 2 s an
-            # inspector's reused connection can be closed under it ("connection reset").
-            "--keep-alive",
-            "75",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            # Any HTTP answer will do (the API says 401 without a token): the server is up.
-            requests.get(f"{url}/api/projects/", timeout=5)
-            return process, url
-        except requests.RequestException:
-            time.sleep(0.3)
-    stop_process_group(process)
-    sys.exit(f"gunicorn did not start; see {log_path}")
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 # --- the load ------------------------------------------------------------------------------
 
 
@@ -227,74 +316,131 @@ class Tally:
     def __init__(self, target: int):
         self.target = target
         self.lock = threading.Lock()
-        self.accepted: list[int] = []  # answer ids from 201 responses
-        self.latency = {"next": [], "submit": []}
-        self.status: dict[str, dict[int, int]] = {"next": {}, "submit": {}}
+        self.accepted: list[int] = []  # answer ids from 201 responses (warm-up included)
+        self.timed_answers = 0
+        # next: the request that handed out each lease; submit: each answer's request. Each
+        # sample is (seconds into the window when the request started, latency in seconds).
+        self.latency: dict[str, list[tuple[float, float]]] = {"next": [], "submit": []}
+        self.warmup: list[float] = []
+        self.window_start = 0.0
+        self.go = threading.Event()  # set when the timed window starts
+        self.status: dict[str, dict[int, int]] = {"next/": {}, "answers/": {}}
+        self.queries: dict[str, list[int]] = {"next/": [], "answers/": []}
         self.errors: list[str] = []
         self.empty_queue = 0
 
     def done(self) -> bool:
-        return len(self.accepted) >= self.target
+        return self.timed_answers >= self.target
 
-    def record(self, kind: str, seconds: float, status: int) -> None:
+    def request(self, endpoint: str, response: requests.Response) -> None:
         with self.lock:
-            self.latency[kind].append(seconds)
-            self.status[kind][status] = self.status[kind].get(status, 0) + 1
+            counts = self.status[endpoint]
+            counts[response.status_code] = counts.get(response.status_code, 0) + 1
+            if "X-Queries" in response.headers:
+                self.queries[endpoint].append(int(response.headers["X-Queries"]))
+
+    def timing(self, kind: str, started: float, seconds: float) -> None:
+        with self.lock:
+            self.latency[kind].append((started - self.window_start, seconds))
+
+    def error(self, text: str) -> None:
+        with self.lock:
+            self.errors.append(text)
 
 
-def inspector(url: str, slug: str, token: str, truth: dict, tally: Tally, args, seed: int):
-    rng = random.Random(seed)
-    base = f"{url}/api/projects/{slug}/queue"
-    session = requests.Session()
-    session.headers["Authorization"] = f"Token {token}"
-    empty_in_a_row = 0
-    while not tally.done():
+class Inspector:
+    """One simulated inspector: one HTTP session, answering leased images in a loop."""
+
+    def __init__(self, url, slug, token, truth, tally: Tally, args, seed, one_trip):
+        self.rng = random.Random(seed)
+        self.base = f"{url}/api/projects/{slug}/queue"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Token {token}"
+        self.truth, self.tally, self.args, self.one_trip = truth, tally, args, one_trip
+        self.lease = None
+        self.empty_in_a_row = 0
+
+    def run(self, ready: threading.Barrier) -> None:
+        # Warm-up, outside the timed window: one answer each, so the connection is open and the
+        # server has run every part of the hot path once (imports, URL resolver, database
+        # connections and their caches) before the clock runs. Its latency is reported apart.
+        if not self.args.no_warmup:
+            started = time.perf_counter()
+            self.step(timed=False)
+            self.tally.warmup.append(time.perf_counter() - started)
+        ready.wait()
+        self.tally.go.wait()
+        if self.args.think_ms and not self.args.no_warmup:
+            # People do not all press a key at the same millisecond: start spread over a pause.
+            time.sleep(self.args.think_ms / 1000 * self.rng.uniform(0, 1))
+        while not self.tally.done() and self.empty_in_a_row <= 20:
+            self.step(timed=True)
+
+    def post(self, endpoint: str, timed: bool, **kwargs) -> tuple[requests.Response | None, float]:
         started = time.perf_counter()
         try:
-            lease = session.post(f"{base}/next/", timeout=30)
+            response = self.session.post(f"{self.base}/{endpoint}", timeout=30, **kwargs)
         except requests.RequestException as exc:
-            tally.errors.append(f"next: {exc}")
-            continue
-        tally.record("next", time.perf_counter() - started, lease.status_code)
-        if lease.status_code == 204:
-            empty_in_a_row += 1
-            with tally.lock:
-                tally.empty_queue += 1
-            if empty_in_a_row > 20:
+            self.tally.error(f"{endpoint}: {exc}")
+            return None, started
+        if timed:
+            self.tally.request(endpoint, response)
+        return response, started
+
+    def step(self, *, timed: bool) -> None:
+        """Take a lease if none is held, think, answer (asking for the next lease on the
+        one-trip path)."""
+        tally = self.tally
+        if self.lease is None:
+            response, started = self.post("next/", timed)
+            elapsed = time.perf_counter() - started
+            if response is None:
                 return
-            time.sleep(0.2)
-            continue
-        if lease.status_code != 200:
-            tally.errors.append(f"next {lease.status_code}: {lease.text[:200]}")
-            continue
-        empty_in_a_row = 0
-        body = lease.json()
-        right = truth[body["item"]]
-        label = right if rng.random() < args.accuracy else rng.choice(LABELS)
-        if args.think_ms:
-            time.sleep(args.think_ms / 1000 * rng.uniform(0.5, 1.5))
-        started = time.perf_counter()
-        try:
-            answer = session.post(
-                f"{base}/answers/",
-                json={"assignment": body["assignment"], "label": label, "time_on_task_ms": 1500},
-                timeout=30,
-            )
-        except requests.RequestException as exc:
-            tally.errors.append(f"submit: {exc}")
-            continue
-        tally.record("submit", time.perf_counter() - started, answer.status_code)
-        if answer.status_code == 201:
-            with tally.lock:
-                tally.accepted.append(answer.json()["answer"])
-        else:
-            tally.errors.append(f"submit {answer.status_code}: {answer.text[:200]}")
+            if response.status_code == 204:
+                self.empty_in_a_row += 1
+                with tally.lock:
+                    tally.empty_queue += 1
+                time.sleep(0.2)
+                return
+            if response.status_code != 200:
+                tally.error(f"next {response.status_code}: {response.text[:200]}")
+                return
+            if timed:
+                tally.timing("next", started, elapsed)
+            self.empty_in_a_row = 0
+            self.lease = response.json()
+        right = self.truth[self.lease["item"]]
+        label = right if self.rng.random() < self.args.accuracy else self.rng.choice(LABELS)
+        if self.args.think_ms and timed:
+            time.sleep(self.args.think_ms / 1000 * self.rng.uniform(0.5, 1.5))
+        body = {"assignment": self.lease["assignment"], "label": label, "time_on_task_ms": 1500}
+        if self.one_trip:
+            body["next"] = 1
+        self.lease = None
+        response, started = self.post("answers/", timed, json=body)
+        elapsed = time.perf_counter() - started
+        if response is None:
+            return
+        if response.status_code != 201:
+            tally.error(f"submit {response.status_code}: {response.text[:200]}")
+            return
+        reply = response.json()
+        with tally.lock:
+            tally.accepted.append(reply["answer"])
+            if timed:
+                tally.timed_answers += 1
+        if timed:
+            tally.timing("submit", started, elapsed)
+        if self.one_trip and reply.get("next"):
+            if timed:
+                tally.timing("next", started, elapsed)
+            self.lease = reply["next"][0]
 
 
-def percentiles(values: list[float]) -> dict:
-    if not values:
+def percentiles(samples: list[tuple[float, float]]) -> dict:
+    if not samples:
         return {}
-    ordered = sorted(values)
+    ordered = sorted(seconds for _, seconds in samples)
 
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 1)
@@ -306,79 +452,116 @@ def percentiles(values: list[float]) -> dict:
         "p99_ms": at(0.99),
         "max_ms": round(ordered[-1] * 1000, 1),
         "mean_ms": round(sum(ordered) / len(ordered) * 1000, 1),
+        # When the slowest 1% started (seconds into the window) and took (ms): a tail that sits
+        # at the start is a cold start, one spread out is steady-state.
+        "slowest": [
+            [round(at, 1), round(seconds * 1000, 1)]
+            for at, seconds in sorted(samples, key=lambda s: -s[1])[: max(1, len(samples) // 100)]
+        ][:20],
     }
 
 
-# --- checks --------------------------------------------------------------------------------
-
-
-def database_checks(slug: str, accepted: list[int]) -> dict:
-    from django.db import connection
-
-    from labeling.models import Annotation, Project
-
-    project = Project.objects.get(slug=slug)
-    found = Annotation.objects.filter(pk__in=accepted).count()
-    labelled = Annotation.objects.filter(project=project, label__isnull=False).count()
-    with connection.cursor() as cursor:
-
-        def scalar(sql: str) -> int:
-            cursor.execute(sql, [project.pk])
-            return cursor.fetchone()[0]
-
-        answered_twice = scalar(
-            "SELECT count(*) FROM (SELECT item_id, annotator_id FROM labeling_annotation a "
-            "WHERE project_id = %s AND label_id IS NOT NULL AND NOT EXISTS "
-            "(SELECT 1 FROM labeling_annotation b WHERE b.supersedes_id = a.id) "
-            "GROUP BY 1, 2 HAVING count(*) > 1) t"
-        )
-        leased_twice_to_one = scalar(
-            "SELECT count(*) FROM (SELECT item_id, annotator_id FROM labeling_assignment "
-            "WHERE project_id = %s GROUP BY 1, 2 HAVING count(*) > 1) t"
-        )
-        over_max = scalar(
-            "SELECT count(*) FROM (SELECT a.item_id FROM labeling_annotation a "
-            "JOIN labeling_project p ON p.id = a.project_id WHERE a.project_id = %s "
-            "AND a.label_id IS NOT NULL GROUP BY a.item_id, p.max_answers "
-            "HAVING count(*) > p.max_answers) t"
-        )
-        # Answers to an item that had already closed: a slot leased beyond what it needed.
-        after_close = scalar(
-            "SELECT count(*) FROM labeling_annotation a JOIN labeling_item i ON i.id = a.item_id "
-            "WHERE a.project_id = %s AND a.label_id IS NOT NULL AND i.finished_at IS NOT NULL "
-            "AND a.created_at > i.finished_at"
-        )
-        open_beyond_need = scalar(
-            "SELECT count(*) FROM (SELECT i.id FROM labeling_item i "
-            "JOIN labeling_project p ON p.id = i.project_id "
-            "JOIN labeling_assignment s ON s.item_id = i.id AND s.status = 'open' "
-            "WHERE i.project_id = %s GROUP BY i.id, p.min_answers, i.answer_count "
-            "HAVING count(*) > GREATEST(p.min_answers - i.answer_count, 1)) t"
-        )
-        cursor.execute(
-            "SELECT status, count(*) FROM labeling_item WHERE project_id = %s GROUP BY 1",
-            [project.pk],
-        )
-        statuses = dict(cursor.fetchall())
+def query_counts(values: list[int]) -> dict | None:
+    if not values:
+        return None
     return {
-        "answers_accepted": len(accepted),
-        "accepted_answers_missing": len(accepted) - found,
-        "answer_rows_without_a_201": labelled - found,
-        "inspector_answered_an_item_twice": answered_twice,
-        "item_leased_twice_to_one_inspector": leased_twice_to_one,
-        "items_over_max_answers": over_max,
-        "answers_after_item_closed": after_close,
-        "items_with_open_leases_beyond_need": open_beyond_need,
-        "item_statuses": statuses,
+        "requests": len(values),
+        "mean": round(sum(values) / len(values), 2),
+        "min": min(values),
+        "max": max(values),
     }
 
 
-def machine_info() -> dict:
+def run_path(args, target: Target, path: str) -> dict:
+    """One path on a fresh database and a fresh server: load, CPU, latency, checks."""
+    target.reset()
+    # Enough items that the queue never runs dry: about 2.3 answers close an item.
+    n_items = int(args.answers / 1.5) + 200
+    slug, tokens, truth, project_info = setup_data(args, n_items)
+    log_path = target.var_dir / f"server-{path}.log"
+    server, url = start_server(target, log_path)
+    try:
+        tally = Tally(args.answers)
+        ready = threading.Barrier(len(tokens) + 1)
+        inspectors = [
+            Inspector(url, slug, token, truth, tally, args, args.seed + i, path == "one_trip")
+            for i, token in enumerate(tokens.values())
+        ]
+        threads = [
+            threading.Thread(target=inspector.run, args=(ready,), daemon=True)
+            for inspector in inspectors
+        ]
+        print(
+            f"[{path}] {args.inspectors} inspectors → {target.server_label()}; "
+            f"target {args.answers} answers on {n_items} items …",
+            flush=True,
+        )
+        for thread in threads:
+            thread.start()
+        load_before = loadavg()
+        meter = CpuMeter(server.pid, target.database)
+        ready.wait()  # every inspector has warmed up
+        meter.start()
+        tally.window_start = meter.wall_start
+        tally.go.set()
+        for thread in threads:
+            thread.join()
+        cpu = meter.finish()
+        load_after = loadavg()
+    finally:
+        stop_process_group(server)
+    checks = database_checks(slug, tally.accepted)
+    answers = tally.timed_answers
+    elapsed = cpu["wall_s"]
+    requests_made = sum(sum(counts.values()) for counts in tally.status.values())
+
+    def per_answer(seconds: float) -> float | None:
+        return round(seconds / answers, 5) if answers else None
+
+    return {
+        "path": path,
+        "answers": answers,
+        "elapsed_s": round(elapsed, 1),
+        "answers_per_s": round(answers / elapsed, 1),
+        "requests_per_answer": round(requests_made / answers, 3) if answers else None,
+        "cpu_s_per_answer": per_answer(cpu["machine_s"]),
+        "server_cpu_s_per_answer": per_answer(cpu["server_s"]),
+        "cpu_s_per_answer_by_part": {
+            "web_server": per_answer(cpu["web_s"]),
+            "postgres_backends": per_answer(cpu["postgres_s"]),
+            "clients": per_answer(cpu["client_s"]),
+            "rest_of_machine": per_answer(cpu["other_s"]),
+        },
+        "cpu_busy_share": round(cpu["machine_s"] / (elapsed * (os.cpu_count() or 1)), 3),
+        "next": percentiles(tally.latency["next"]),
+        "submit": percentiles(tally.latency["submit"]),
+        "statuses": tally.status,
+        "queries_per_request": {
+            endpoint: query_counts(values) for endpoint, values in tally.queries.items()
+        },
+        "errors": len(tally.errors),
+        "error_samples": sorted(set(tally.errors))[:10],
+        "empty_queue_responses": tally.empty_queue,
+        "warmup": not args.no_warmup,
+        "warmup_ms": percentiles([(0.0, seconds) for seconds in tally.warmup]),
+        "checks": checks,
+        "double_hand_outs": checks["double_hand_outs"],
+        "answers_stored_twice": checks["answers_stored_twice"],
+        "anomalies": anomalies(checks),
+        "loadavg_before": load_before,
+        "loadavg_after": load_after,
+        "project": project_info,
+    }
+
+
+def machine_info(target: Target) -> dict:
     from django.db import connection
 
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW server_version")
-        pg = cursor.fetchone()[0]
+    database = "SQLite " + __import__("sqlite3").sqlite_version
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW server_version")
+            database = "PostgreSQL " + cursor.fetchone()[0]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -394,120 +577,64 @@ def machine_info() -> dict:
         "platform": platform.platform(),
         "python": platform.python_version(),
         "cpu_count": os.cpu_count(),
-        "postgresql": pg,
+        "database": database,
         "git_commit": commit,
         "git_dirty": dirty,
     }
 
 
+def summary_line(result: dict) -> str:
+    return (
+        f"[{result['path']}] {result['answers']} answers in {result['elapsed_s']} s: "
+        f"{result['answers_per_s']} answers/s, {result['cpu_s_per_answer']} CPU-s/answer "
+        f"(server {result['server_cpu_s_per_answer']}), next p95/p99 "
+        f"{result['next'].get('p95_ms')}/{result['next'].get('p99_ms')} ms, submit p95/p99 "
+        f"{result['submit'].get('p95_ms')}/{result['submit'].get('p99_ms')} ms, "
+        f"{result['errors']} errors, {result['anomalies']} anomalies"
+    )
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    db_url, db_name = bench_database_url(args.database_url)
-    env = server_env(db_url, args.redis_url)
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "DJANGO_SETTINGS_MODULE")})
-    os.environ.setdefault("CELERY_BROKER_URL", env["CELERY_BROKER_URL"])
+    target = Target(args)
+    os.environ.update(target.env())
+    if target.sqlite:
+        os.environ.pop("DATABASE_URL", None)
     sys.path.insert(0, str(ROOT))
-    log_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"{db_name}-gunicorn.log"
+    import django
 
-    admin_sql(args.database_url, f'DROP DATABASE IF EXISTS "{db_name}"')
-    admin_sql(args.database_url, f'CREATE DATABASE "{db_name}"')
-    server = None
+    django.setup()
     try:
-        migrate = subprocess.run(
-            [sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=False
-        )
-        if migrate.returncode:
-            sys.exit("migrate failed")
-        # Enough items that the queue never runs dry: about 2.3 answers close an item.
-        n_items = int(args.answers / 1.5) + 200
-        slug, tokens, truth, project_info = setup_data(args, n_items)
-        server, url = start_gunicorn(args, env, log_path)
-
-        tally = Tally(args.answers)
-        threads = [
-            threading.Thread(
-                target=inspector,
-                args=(url, slug, token, truth, tally, args, args.seed + i),
-                daemon=True,
-            )
-            for i, token in enumerate(tokens.values())
-        ]
-        print(
-            f"{args.inspectors} inspectors → gunicorn -w {args.workers} -k gthread "
-            f"--threads {args.threads}; target {args.answers} answers on {n_items} items …",
-            flush=True,
-        )
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        stop_process_group(server)
-        server = None
-
-        from django.db import connections
-
-        connections.close_all()
-        checks = database_checks(slug, tally.accepted)
-        anomalies = sum(
-            value
-            for key, value in checks.items()
-            if key not in ("answers_accepted",) and isinstance(value, int)
-        )
-        result = {
-            "benchmark": "load",
-            "command": "python bench/load.py " + " ".join(argv or sys.argv[1:]),
-            "setup": {
-                "inspectors": args.inspectors,
-                "gunicorn": (
-                    f"-w {args.workers} -k gthread --threads {args.threads} --keep-alive 75"
-                ),
-                "think_ms": args.think_ms,
-                "accuracy": args.accuracy,
-                **project_info,
-            },
-            "elapsed_s": round(elapsed, 1),
-            "answers_per_s": round(len(tally.accepted) / elapsed, 1),
-            "requests_per_s": round(
-                (len(tally.latency["next"]) + len(tally.latency["submit"])) / elapsed, 1
-            ),
-            "next": {**percentiles(tally.latency["next"]), "statuses": tally.status["next"]},
-            "submit": {
-                **percentiles(tally.latency["submit"]),
-                "statuses": tally.status["submit"],
-            },
-            "errors": len(tally.errors),
-            "error_samples": sorted(set(tally.errors))[:10],
-            "empty_queue_responses": tally.empty_queue,
-            "checks": checks,
-            "anomalies": anomalies,
-            "machine": machine_info(),
-        }
-        print(json.dumps(result, indent=2))
-        output = Path(args.output)
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(result, indent=2) + "\n")
-        return 0 if not tally.errors and not anomalies else 1
+        results = {}
+        for path in PATHS[args.path]:
+            results[path] = run_path(args, target, path)
+            print(summary_line(results[path]), flush=True)
+        machine = machine_info(target)
     finally:
-        if server is not None:
-            stop_process_group(server)
-        try:
-            from django.db import connections
-
-            connections.close_all()
-        except Exception:  # noqa: BLE001 - Django may not be set up yet
-            pass
-        admin_sql(args.database_url, f'DROP DATABASE IF EXISTS "{db_name}" WITH (FORCE)')
-        try:
-            import redis
-
-            for db in (12, 13):
-                redis.Redis.from_url(
-                    urlunsplit(urlsplit(args.redis_url)._replace(path=f"/{db}"))
-                ).flushdb()
-        except Exception as exc:  # noqa: BLE001 - cleanup is best effort
-            print(f"could not flush the bench's Redis databases: {exc}", file=sys.stderr)
+        target.drop()
+    primary = results.get("one_trip") or results["classic"]
+    result = {
+        "benchmark": "load",
+        "command": "python bench/load.py " + " ".join(argv or sys.argv[1:]),
+        "setup": {
+            "inspectors": args.inspectors,
+            "server": target.server_label(),
+            "think_ms": args.think_ms,
+            "accuracy": args.accuracy,
+            **primary["project"],
+        },
+        **primary,
+    }
+    if primary["path"] == "one_trip" and "classic" in results:
+        result["baseline"] = results["classic"]
+    result["machine"] = machine
+    text = json.dumps(result, indent=2)
+    print(text)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text + "\n")
+    failed = any(r["errors"] or r["anomalies"] for r in results.values())
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Group
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.http import Http404
 
 from labeling.models import MemberRole, Membership, Project
@@ -92,7 +92,19 @@ def project_roles(user: User, project: Project) -> set[Role]:
 def project_lookup(user: User, slug: str, roles: Iterable[Role]) -> tuple[Project | None, bool]:
     """(the project if ``user`` belongs to it, whether their role is one of ``roles``). Archived
     projects are found: their members can still read what they hold."""
-    project = projects_for_user(user, include_archived=True).filter(slug=slug).first()
+    if user.is_authenticated and user.is_active and not user.is_superuser:
+        # The project and the caller's role in it in one query, not two: this runs on every
+        # page and API call, the inspector's answer included (see docs/hot_path.md).
+        project = (
+            Project.objects.filter(slug=slug, memberships__user=user)
+            .annotate(viewer_role=F("memberships__role"))
+            .first()
+        )
+        if project is not None:
+            project._viewer_roles = {Role(project.viewer_role)}
+            project._viewer_id = user.pk
+    else:
+        project = projects_for_user(user, include_archived=True).filter(slug=slug).first()
     if project is None:
         return None, False
     return project, bool(project_roles(user, project) & set(roles))

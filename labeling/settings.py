@@ -204,6 +204,11 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# How often a web process returns expired leases to the queue on its own (seconds); leasing
+# judges leases by their expiry time, so this only keeps item statuses current between the beat
+# task's sweeps. See docs/hot_path.md.
+LEASE_SWEEP_SECONDS = float(os.environ.get("LEASE_SWEEP_SECONDS", 10))
+
 PREDICTION_BATCH_SIZE = int(os.environ.get("PREDICTION_BATCH_SIZE", 64))
 INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", 2))
 TRAIN_THREADS = int(os.environ.get("TRAIN_THREADS", 2))

@@ -7,7 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labeling.access import Role
-from labeling.answers import annotation_submit, annotation_undo
+from labeling.answers import annotation_submit, annotation_submit_and_lease, annotation_undo
 from labeling.api.permissions import api_project
 from labeling.models import Assignment, Prediction
 from labeling.queue import (
@@ -19,6 +19,8 @@ from labeling.queue import (
 )
 
 LABELERS = (Role.INSPECTOR, Role.ADMIN)
+# Leases one answer may ask for: the inspector page keeps one on screen and three ahead.
+MAX_NEXT_PER_ANSWER = 5
 
 
 class LeaseSerializer(serializers.Serializer):
@@ -59,6 +61,22 @@ class AnswerSerializer(serializers.Serializer):
     assignment = serializers.IntegerField(**ROW_ID)
     label = serializers.CharField(max_length=60)
     time_on_task_ms = serializers.IntegerField(min_value=0, max_value=24 * 3600 * 1000, default=0)
+    next = serializers.IntegerField(
+        min_value=0,
+        max_value=MAX_NEXT_PER_ANSWER,
+        default=0,
+        help_text="How many new leases to take in the same request (one round trip per "
+        "answer). They come back in the reply's `next`; fewer, or none, when nothing is left "
+        "for the caller or they hold the most leases allowed. 0 (the default): answer only.",
+    )
+
+
+class AnswerResultSerializer(serializers.Serializer):
+    answer = serializers.IntegerField()
+    item_status = serializers.CharField()
+    next = LeaseSerializer(
+        many=True, help_text="The leases taken for the `next` asked for (empty if none)."
+    )
 
 
 class SkipSerializer(serializers.Serializer):
@@ -95,30 +113,38 @@ class OpenLeases(APIView):
 
 class SubmitAnswer(APIView):
     @extend_schema(
-        summary="Answer a leased image",
+        summary="Answer a leased image (and lease the next ones)",
         request=AnswerSerializer,
-        responses={
-            201: inline_serializer(
-                "AnswerResult",
-                {"answer": serializers.IntegerField(), "item_status": serializers.CharField()},
-            )
-        },
+        responses={201: AnswerResultSerializer},
     )
     def post(self, request, slug: str) -> Response:
-        """Answer the image held under ``assignment`` with ``label``."""
+        """Answer the image held under ``assignment`` with ``label``; with ``next``, also lease
+        the next images in the same request (and the same transaction)."""
         project = api_project(request, slug, roles=LABELERS)
         data = AnswerSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        annotation = annotation_submit(
-            project=project,
-            assignment_id=data.validated_data["assignment"],
-            user=request.user,
-            label_name=data.validated_data["label"],
-            time_on_task_ms=data.validated_data["time_on_task_ms"],
-        )
-        annotation.item.refresh_from_db(fields=["status"])
+        answer = {
+            "project": project,
+            "assignment_id": data.validated_data["assignment"],
+            "user": request.user,
+            "label_name": data.validated_data["label"],
+            "time_on_task_ms": data.validated_data["time_on_task_ms"],
+        }
+        leases = []
+        if data.validated_data["next"]:
+            annotation, leases = annotation_submit_and_lease(
+                **answer, lease_next=data.validated_data["next"]
+            )
+        else:
+            annotation = annotation_submit(**answer)
+        # The item's status as the answer's transaction committed it (its row was locked).
         return Response(
-            {"answer": annotation.pk, "item_status": annotation.item.status}, status=201
+            {
+                "answer": annotation.pk,
+                "item_status": annotation.item.status,
+                "next": [lease_data(lease) for lease in leases],
+            },
+            status=201,
         )
 
 

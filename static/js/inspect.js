@@ -1,7 +1,9 @@
 "use strict";
 // The inspector page. It holds a small buffer of leases (the one on screen plus a few fetched
 // ahead, their images preloaded), so a key press answers at once and the next image needs no
-// round trip. Answers are sent in the background; the server's reply only matters on errors.
+// round trip. Answers are sent in the background, each asking for the lease that tops the
+// buffer up again (`next`), so one answer costs one request; `next/` is only for the first
+// leases and after an answer that brought none.
 (() => {
   const root = document.getElementById("inspector");
   if (!root) return;
@@ -17,6 +19,7 @@
 
   const PREFETCH = 3; // leases held beyond the one on screen
   const RENEW_MS = 60_000; // leases last minutes; renew well before
+  const STATS_MS = 60_000; // the server's count of today's answers, at most this often
   const EMPTY_RETRY_MS = 30_000; // look again for work after the queue ran empty
   const ERROR_RETRY_MS = 5_000; // …or after the server failed to lease
   const TINY_SIDE = 256; // below this, scale up with hard pixels instead of blur
@@ -32,6 +35,8 @@
   let exhausted = false; // next/ said 204: nothing more to fetch for now
   let fetching = false;
   let retryTimer = null;
+  let leasesComing = 0; // leases asked for by answers still in flight
+  let statsTimer = null;
   let undoing = false;
   let stats = null;
   let statsVersion = 0;
@@ -116,7 +121,14 @@
     if (stats) stats.answers_today = Math.max(0, stats.answers_today + delta);
     statsVersion++;
     renderStats();
-    refreshStats();
+    // Counted here; the server's figures (gold accuracy too) come at most once a minute, not
+    // as a request per answer.
+    if (!statsTimer) {
+      statsTimer = setTimeout(() => {
+        statsTimer = null;
+        refreshStats();
+      }, STATS_MS);
+    }
   }
 
   function adopt(lease) {
@@ -205,7 +217,7 @@
     fetching = true;
     try {
       // One request at a time: the server leases in order, and SQLite serialises writers anyway.
-      while (!exhausted && buffer.length < PREFETCH + 1) {
+      while (!exhausted && buffer.length + leasesComing < PREFETCH + 1) {
         const result = await api("POST", urls.next);
         if (result.status === 204) {
           exhausted = true;
@@ -217,17 +229,19 @@
           retryLater(result.status === 0 || result.status >= 500 ? ERROR_RETRY_MS : EMPTY_RETRY_MS);
           break;
         }
-        if (!sent.has(result.data.assignment)) {
-          if (!buffer.some((lease) => lease.assignment === result.data.assignment)) {
-            buffer.push(adopt(result.data));
-          }
-        }
+        receive(result.data);
         show();
       }
     } finally {
       fetching = false;
       show();
     }
+  }
+
+  function receive(lease) {
+    if (sent.has(lease.assignment)) return;
+    if (buffer.some((held) => held.assignment === lease.assignment)) return;
+    buffer.push(adopt(lease));
   }
 
   function track(promise, isAnswer) {
@@ -257,24 +271,39 @@
     // A notice about the image just answered ("taken back…") is done with; errors stay.
     if (!messageBox.classList.contains("error")) messageBox.hidden = true;
     flashButton(label.name);
-    track(sendAnswer(lease, label, ms), true);
-    fill();
+    // The answer brings back the leases that top the buffer up: one request per answer.
+    const want = Math.max(0, PREFETCH + 1 - buffer.length - leasesComing - (fetching ? 1 : 0));
+    track(sendAnswer(lease, label, ms, want), true);
   }
 
-  async function sendAnswer(lease, label, ms) {
+  async function sendAnswer(lease, label, ms, want) {
+    leasesComing += want;
     const result = await api("POST", urls.answer, {
       assignment: lease.assignment,
       label: label.name,
       time_on_task_ms: ms,
+      next: want,
     });
+    leasesComing -= want;
     answersInFlight--;
     if (result.ok) {
       countAnswer(+1);
+      const leases = (result.data && result.data.next) || [];
+      for (const next of leases) receive(next);
+      show();
+      if (leases.length < want) {
+        // Nothing more for now (or the lease cap): look again later, as after an empty next/.
+        exhausted = true;
+        retryLater(EMPTY_RETRY_MS);
+        show();
+      }
       return;
     }
+    // The leases it asked for did not come: each case below tops the buffer up with next/.
     const code = result.data && result.data.code;
     if (code === "already_answered") {
       renderStats();
+      fill();
       return; // saved earlier (e.g. from another tab); nothing to do
     }
     if (result.status === 0 || result.status >= 500) {
@@ -284,6 +313,7 @@
       show();
       say(`${errorText(result)} Your answer was not saved; answer this image again.`, "error");
       renderStats();
+      fill();
       return;
     }
     // Lease expired or not ours: that image is gone from this page; the next one is on screen.

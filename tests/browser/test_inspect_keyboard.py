@@ -38,6 +38,8 @@ def test_inspector_labels_five_images_undoes_one_and_answers_it_again(
     queued = set(item_ingest(project=project, uploads=uploads).created_ids)
     inspector = people["inspector"]
     log_in(page, client, server, inspector)
+    calls = []
+    page.on("request", lambda request: calls.append(request.url.split("/queue/")[-1]))
 
     page.goto(f"{server}/p/reviews/inspect/")
     first = current_item(page)
@@ -84,6 +86,11 @@ def test_inspector_labels_five_images_undoes_one_and_answers_it_again(
     assert Assignment.objects.filter(
         annotator=inspector, item_id=sixth, status=AssignmentStatus.OPEN
     ).exists()
+    # One request per answer: each answer brought the lease that topped the buffer up, so
+    # next/ was only asked for the first four.
+    assert calls.count("answers/") == 6
+    assert calls.count("next/") == 4
+    assert calls.count("me/") == 1
 
 
 def test_empty_queue_says_so(server, page, client, project, people):
@@ -93,7 +100,12 @@ def test_empty_queue_says_so(server, page, client, project, people):
     assert "Nothing left to label — thank you" in page.inner_text("#stage")
 
 
-def test_zoom_skip_with_a_reason_and_an_expired_lease(server, page, client, project, people):
+def test_zoom_skip_with_a_reason_and_an_expired_lease(
+    server, page, client, project, people, settings
+):
+    # Lapsed leases are marked expired on every request here (normally every 10 s at most), so
+    # the count of open leases below is exact at once.
+    settings.LEASE_SWEEP_SECONDS = 0
     project.gold_rate = 0
     project.min_answers = 1
     project.save()

@@ -89,6 +89,9 @@ def test_a_label_outside_the_project_is_refused_with_the_valid_ones(inspector, p
         ({"assignment": 1, "label": "package", "time_on_task_ms": 10**12}, "time_on_task_ms"),
         ({"assignment": 1, "label": "package", "time_on_task_ms": "soon"}, "time_on_task_ms"),
         ({"assignment": 2**70, "label": "package"}, ""),
+        ({"assignment": 1, "label": "package", "next": 6}, "next"),
+        ({"assignment": 1, "label": "package", "next": -1}, "next"),
+        ({"assignment": 1, "label": "package", "next": "more"}, "next"),
     ],
 )
 def test_invalid_fields_are_named_in_the_refusal(inspector, project, lease, body, field):
