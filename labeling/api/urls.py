@@ -44,4 +44,5 @@ urlpatterns = [
     path("projects/<slug:slug>/queue/me/", queue.MyStats.as_view(), name="api-queue-me"),
     path("projects/<slug:slug>/", include("labeling.api.urls_admin")),
     path("projects/<slug:slug>/", include("labeling.api.urls_reports")),
+    path("projects/<slug:slug>/", include("labeling.api.urls_embeddings")),
 ]
