@@ -133,7 +133,7 @@ def main() -> None:
     result = {
         "vectors": args.n,
         "dim": args.dim,
-        "dtype": "i8 (usearch HNSW, M=16, ef_construction=128, ef_search=96)",
+        "dtype": "i8 (usearch HNSW, M=16, ef_construction=64, ef_search=96)",
         "insert_per_s": round(args.n / insert_s),
         "insert_seconds": round(insert_s, 1),
         "query_ms": pct(latencies),

@@ -10,9 +10,10 @@ import pytest
 from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
+from labeling.embeddings.catalog import catalog_upload
 from labeling.ingest import Upload, item_ingest
 from labeling.manifests import manifest_export
-from labeling.models import ModelVersion
+from labeling.models import LabelReview, ModelVersion, Prototype, ReuseMatch
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.django_db
@@ -64,12 +65,34 @@ RULES = {
     "api-model-promote": (API, "post", {A}, {"version": "version"}),
     "api-report-costs": (API, "get", {A, M}, {}),
     "api-credits": (API, "get", {A, M}, {}),
+    # Embeddings: similar images, reused photos and the catalog, prototypes, rechecks.
+    "similar": (PAGE, "get", {A}, {"pk": "item"}),
+    "reuse": (PAGE, "get", {A}, {}),
+    "reuse-decide": (PAGE, "post", {A}, {"item_id": "item"}),
+    "catalog": (PAGE, "get", {A}, {}),
+    "catalog-delete": (PAGE, "post", {A}, {"pk": "catalog"}),
+    "catalog-image": (PAGE, "get", {A, M}, {"pk": "catalog"}),
+    "catalog-thumbnail": (PAGE, "get", {A, M}, {"pk": "catalog"}),
+    "prototypes": (PAGE, "get", {A}, {}),
+    "recheck": (PAGE, "get", {A}, {}),
+    "recheck-decide": (PAGE, "post", {A}, {"pk": "review"}),
+    "api-item-similar": (API, "get", {A, M}, {"pk": "item"}),
+    "api-item-reuse": (API, "get", {A, M}, {"pk": "item"}),
+    "api-reuse": (API, "get", {A, M}, {}),
+    "api-catalog": (API, "get", {A, M}, {}),
+    "api-catalog-photo": (API, "delete", {A}, {"pk": "catalog"}),
+    "api-prototypes": (API, "get", {A, M}, {}),
+    "api-prototype": (API, "get", {A, M}, {"pk": "prototype"}),
+    "api-rechecks": (API, "get", {A, M}, {}),
+    "api-rechecks-run": (API, "post", {A}, {}),
+    "api-recheck-decide": (API, "post", {A}, {"pk": "review"}),
+    "api-embeddings": (API, "get", {A, M}, {}),
 }
 # Not project-scoped; covered by their own tests (login throttling, schema validation).
 UNSCOPED = {"login", "logout", "api-schema", "api-docs"}
 # What an allowed visitor may get: success, a redirect with a message, or a refusal that is
 # about the request's content rather than who sent it.
-ALLOWED_STATUSES = {200, 201, 204, 302, 400, 409, 415}
+ALLOWED_STATUSES = {200, 201, 202, 204, 302, 400, 409, 415}
 
 
 def url_names() -> set[str]:
@@ -96,8 +119,38 @@ def test_every_url_has_a_rule():
 def objects(project, people):
     item = item_ingest(project=project, uploads=[Upload("a.png", image_bytes())]).created_ids[0]
     manifest = manifest_export(project=project)
-    ModelVersion.objects.create(project=project, version=1, status=ModelVersion.Status.READY)
-    return {"item": item, "manifest": manifest.pk, "version": 1}
+    model = ModelVersion.objects.create(
+        project=project, version=1, status=ModelVersion.Status.READY
+    )
+    catalog = catalog_upload(project=project, uploads=[Upload("c.png", image_bytes(size=(40, 40)))])
+    catalog_id = catalog.created_ids[0]
+    ReuseMatch.objects.create(
+        project=project,
+        item_id=item,
+        matched_catalog_id=catalog_id,
+        similarity=0.99,
+        hash_distance=0,
+        matched_by="hash",
+    )
+    labels = list(project.labels.all())
+    review = LabelReview.objects.create(
+        project=project,
+        item_id=item,
+        given_label=labels[0],
+        suggested_label=labels[1],
+        model_version=model,
+        given_probability=0.01,
+        suggested_probability=0.98,
+    )
+    prototype = Prototype.objects.create(project=project, label=labels[3])
+    return {
+        "item": item,
+        "manifest": manifest.pk,
+        "version": 1,
+        "catalog": catalog_id,
+        "review": review.pk,
+        "prototype": prototype.pk,
+    }
 
 
 def url_for(name: str, objects: dict) -> str:
@@ -112,6 +165,8 @@ def call(client: Client, name: str, url: str):
     kind, method, _, _ = RULES[name]
     if method == "get":
         return client.get(url)
+    if method == "delete":
+        return client.delete(url)
     return (
         client.post(url, {}, content_type="application/json") if kind == API else client.post(url)
     )

@@ -192,11 +192,13 @@ def _file_lock(space: EmbeddingSpace):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def index_compact(space: EmbeddingSpace, *, rebuild: bool = False) -> dict:
+def index_compact(
+    space: EmbeddingSpace, *, rebuild: bool = False, settle: timedelta = SETTLE
+) -> dict:
     """Write a new index file holding every settled row (``rebuild``: from nothing)."""
     with _lock, _file_lock(space):
         settled = (
-            Embedding.objects.filter(space=space, created_at__lt=timezone.now() - SETTLE)
+            Embedding.objects.filter(space=space, created_at__lte=timezone.now() - settle)
             .order_by("-pk")
             .values_list("pk", flat=True)
             .first()
@@ -213,7 +215,7 @@ def index_compact(space: EmbeddingSpace, *, rebuild: bool = False) -> dict:
         wanted = set(
             Embedding.objects.filter(space=space, pk__lte=watermark).values_list("pk", flat=True)
         )
-        held = set(grown.index.keys.tolist()) if len(grown) else set()
+        held = set(np.asarray(grown.index.keys).tolist()) if len(grown) else set()
         stale = held - wanted
         if stale:  # rows deleted since (their item or catalog photo was deleted)
             grown.index.remove(np.fromiter(stale, dtype=np.uint64))

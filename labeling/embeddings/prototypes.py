@@ -19,7 +19,7 @@ from django.utils.text import slugify
 
 from labeling.answers import item_finalize
 from labeling.dispatch import BUILD_PROTOTYPE, job_queue
-from labeling.embeddings.spaces import imagenet_predictor, space_active, space_for_model
+from labeling.embeddings.spaces import space_current
 from labeling.embeddings.store import owners_embed, rows_vectors
 from labeling.errors import ServiceError
 from labeling.ingest import Upload, item_ingest
@@ -112,18 +112,24 @@ def prototype_build(*, prototype_id: int) -> Prototype | None:
     if prototype is None or prototype.status == PrototypeStatus.ABSORBED:
         return prototype
     project = prototype.project
-    space = space_active(project)
+    space = space_current(project)
     examples = list(prototype.examples.all())
-    if space is None:
-        # A project with no image embedded yet: its first space is the ImageNet backbone's.
-        dim = imagenet_predictor().embedding_dim
-        space = space_for_model(project=project, model=None, dim=dim)
     rows = list(Embedding.objects.filter(space=space, item__in=examples))
     missing = [e for e in examples if e.pk not in {r.item_id for r in rows}]
     if missing:
         rows += owners_embed(space=space, owners=missing)
     if len(rows) < 2:
         return _fail(prototype, "The example images could not be embedded.")
+    # Labeled images that never went through the prediction batch (imported labels) have no
+    # vector yet: embed enough of them to calibrate against.
+    unembedded = list(
+        Item.objects.filter(project=project, final_label__isnull=False)
+        .exclude(final_label=prototype.label)
+        .exclude(embeddings__space=space)
+        .order_by("-pk")[: settings.PROTOTYPE_NEGATIVES]
+    )
+    if unembedded:
+        owners_embed(space=space, owners=unembedded)
     negatives = (
         Embedding.objects.filter(space=space, item__final_label__isnull=False)
         .exclude(item__final_label=prototype.label)

@@ -67,6 +67,19 @@ def space_for_model(*, project: Project, model: ModelVersion | None, dim: int) -
     return space
 
 
+def space_current(project: Project) -> EmbeddingSpace:
+    """The active space, or the one the project's next batch would open (its active model's,
+    else the ImageNet backbone's)."""
+    space = space_active(project)
+    if space is not None:
+        return space
+    model = project.active_model
+    if model is not None and model.is_calibrated and model.status == ModelVersion.Status.ACTIVE:
+        dim = predictor_for(model).embedding_dim
+        return space_for_model(project=project, model=model, dim=dim)
+    return space_for_model(project=project, model=None, dim=imagenet_predictor().embedding_dim)
+
+
 def imagenet_predictor():
     """The ImageNet backbone, loaded once per worker process."""
     from ml.inference import Predictor  # imports torch: only where a network runs

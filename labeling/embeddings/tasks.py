@@ -8,7 +8,7 @@ from labeling import dispatch
 from labeling.embeddings.build import space_build
 from labeling.embeddings.label_review import label_review_run
 from labeling.embeddings.prototypes import prototype_build
-from labeling.embeddings.spaces import imagenet_predictor, space_active, space_for_model
+from labeling.embeddings.spaces import space_active, space_current
 from labeling.embeddings.store import owners_embed
 from labeling.models import CatalogImage, EmbeddingSpace, Project, SpaceStatus
 
@@ -39,10 +39,7 @@ def embed_catalog_images(project_id: int, catalog_ids: list[int]) -> int:
         )
     )
     if not spaces:
-        # No image was embedded yet: the catalog opens the project's first space.
-        spaces = [
-            space_for_model(project=project, model=None, dim=imagenet_predictor().embedding_dim)
-        ]
+        spaces = [space_current(project)]  # no image embedded yet: the catalog opens it
     return sum(len(owners_embed(space=space, owners=photos)) for space in spaces)
 
 
