@@ -229,7 +229,8 @@ def _route_one(
         if prototype is not None:
             p_credit = 1.0 if auto and label.name == rule[1] else (0.0 if auto else 0.5)
         credit = credit_decide(item=item, source=ItemSource.MACHINE, probability=p_credit)
-        credit_pending = credit is not None and credit.outcome == "pending"
+        # A reused photo's credit waits for an admin's look at the pair, not for inspectors.
+        credit_pending = credit is not None and credit.outcome == "pending" and not item.reused
     if auto and not credit_pending and rng.random() < project.audit_rate:
         decision = PredictionDecision.AUDIT
     elif auto and not credit_pending:
