@@ -22,6 +22,7 @@ from labeling.celery import app
 
 PREDICT_ITEMS = "labeling.machine.tasks.predict_items"
 TRAIN_MODEL_VERSION = "labeling.machine.tasks.train_model_version"
+SCORE_IMPORTED_MODEL = "labeling.machine.tasks.score_imported_model"
 BUILD_EMBEDDING_SPACE = "labeling.embeddings.tasks.build_embedding_space"
 EMBED_CATALOG = "labeling.embeddings.tasks.embed_catalog_images"
 BUILD_PROTOTYPE = "labeling.embeddings.tasks.build_prototype"
@@ -30,6 +31,7 @@ REVIEW_LABELS = "labeling.embeddings.tasks.review_labels"
 JOB_NAMES = (
     PREDICT_ITEMS,
     TRAIN_MODEL_VERSION,
+    SCORE_IMPORTED_MODEL,
     BUILD_EMBEDDING_SPACE,
     EMBED_CATALOG,
     BUILD_PROTOTYPE,

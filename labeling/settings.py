@@ -225,6 +225,8 @@ TRAIN_TRAINABLE_BLOCKS = [int(x) for x in env_list("TRAIN_TRAINABLE_BLOCKS", "8"
 TRAIN_EPOCHS = [int(x) for x in env_list("TRAIN_EPOCHS", "8")]
 TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.002,0.004")]
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
+# Largest model archive an admin may upload (an EfficientNet-Lite0 checkpoint is about 14 MB).
+MODEL_IMPORT_MAX_BYTES = int(os.environ.get("MODEL_IMPORT_MAX_BYTES", 200 * 2**20))
 
 # Embeddings (docs/embeddings.md): computed in the prediction batch, kept in the database and in
 # one usearch index file per project and embedding space under EMBEDDING_INDEX_ROOT.

@@ -17,9 +17,12 @@ from django.utils import timezone
 from labeling.dispatch import BUILD_EMBEDDING_SPACE, job_queue
 from labeling.machine.predictors import predictor_for
 from labeling.models import EmbeddingSpace, ModelVersion, Project, SpaceStatus
-from ml.factory import DEFAULT_ARCHITECTURE
 
 logger = logging.getLogger(__name__)
+
+# The ImageNet backbone's name (ml.factory.DEFAULT_ARCHITECTURE; not imported: that module loads
+# timm and torch, which the web process never does).
+IMAGENET_ARCHITECTURE = "tf_efficientnet_lite0"
 
 _imagenet = {}
 _imagenet_lock = threading.Lock()
@@ -27,7 +30,7 @@ _imagenet_lock = threading.Lock()
 
 def space_name(model: ModelVersion | None) -> str:
     if model is None:
-        return f"imagenet:{DEFAULT_ARCHITECTURE}:{settings.EMBEDDING_INPUT_SIZE}"
+        return f"imagenet:{IMAGENET_ARCHITECTURE}:{settings.EMBEDDING_INPUT_SIZE}"
     return f"model:{model.pk}:v{model.version}"
 
 

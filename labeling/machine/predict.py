@@ -21,7 +21,7 @@ from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
 from labeling.embeddings.prototypes import model_labels
 from labeling.embeddings.record import BatchEmbeddings, batch_embeddings_record
-from labeling.machine.predictors import predictor_for, project_thresholds
+from labeling.machine.predictors import class_names_mismatch, predictor_for, project_thresholds
 from labeling.models import (
     Assignment,
     GoldItem,
@@ -126,15 +126,11 @@ def _predict(
     """Calibrated probabilities per item id, the reason per item that could not be read, and
     the embedding step's result (the vectors come from the same forward pass)."""
     predictor = predictor_for(model)
+    # Labels that a prototype covers and the model was not trained on are not the model's.
     labels = model_labels(project, predictor.class_names)
-    if len(labels) != len(predictor.class_names) or any(
-        trained not in (label.name, label.display_name)
-        for label, trained in zip(labels, predictor.class_names, strict=False)
-    ):
-        raise RuntimeError(
-            f"model v{model.version} was trained on classes {predictor.class_names}, "
-            f"the project now has {[label.name for label in labels]}"
-        )
+    mismatch = class_names_mismatch(project, predictor.class_names, labels=labels)
+    if mismatch:
+        raise RuntimeError(f"model v{model.version} cannot serve this project: {mismatch}")
     sources, readable, errors = [], [], {}
     for item in items:
         try:

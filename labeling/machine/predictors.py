@@ -36,6 +36,25 @@ def predictor_for(model_version: ModelVersion):
         return _predictors[key]
 
 
+def class_names_mismatch(
+    project: Project, class_names: list[str], *, labels: list | None = None
+) -> str | None:
+    """Why a model trained on ``class_names`` cannot serve ``project`` (None when it can): the
+    classes must be the project's labels, in the project's order, by name or display name.
+    ``labels``: the labels the model must cover, if not all (a prototype class it does not know
+    is routed by distance; labeling.embeddings.prototypes.model_labels)."""
+    labels = list(project.labels.all()) if labels is None else labels
+    if len(labels) == len(class_names) and all(
+        trained in (label.name, label.display_name)
+        for label, trained in zip(labels, class_names, strict=True)
+    ):
+        return None
+    return (
+        f"the model was trained on the classes {', '.join(map(str, class_names))}; this project's "
+        f"labels are {', '.join(label.name for label in labels)} (same names, same order needed)"
+    )
+
+
 def heldout_load(model_version: ModelVersion) -> dict[str, np.ndarray] | None:
     """The held-out (validation) probabilities and human labels saved after training."""
     path = checkpoint_path(model_version) / "heldout.npz"
@@ -101,3 +120,23 @@ def heldout_thresholds(
         min_support=settings.THRESHOLD_MIN_SUPPORT,
     )
     return dict(zip(names, chosen, strict=True))
+
+
+def heldout_save(
+    output: Path, images: list[bytes], labels: np.ndarray, item_ids: list[int]
+) -> dict:
+    """The candidate's calibrated probabilities on its held-out labels, for thresholds, the
+    admin's risk-coverage curve and the promotion gate."""
+    from ml.inference import Predictor  # imports torch: workers only
+
+    predictor = Predictor.load(output, num_threads=settings.TRAIN_THREADS)
+    probs = predictor.predict(images, batch_size=settings.PREDICTION_BATCH_SIZE).probs
+    data = {
+        "probs": probs,
+        "labels": np.asarray(labels, dtype=np.int64),
+        "item_ids": np.asarray(item_ids),
+    }
+    tmp = output / "heldout.tmp.npz"
+    np.savez(tmp, **data)
+    tmp.replace(output / "heldout.npz")
+    return data

@@ -80,3 +80,10 @@ def test_a_crashed_build_resumes_where_it_stopped(db, tiny_checkpoint, settings,
     space.refresh_from_db()
     assert space.status == SpaceStatus.ACTIVE
     assert Embedding.objects.filter(space=space).count() == 8
+
+
+def test_the_web_side_names_the_same_imagenet_backbone_as_the_factory():
+    from labeling.embeddings.spaces import IMAGENET_ARCHITECTURE
+    from ml.factory import DEFAULT_ARCHITECTURE
+
+    assert IMAGENET_ARCHITECTURE == DEFAULT_ARCHITECTURE
