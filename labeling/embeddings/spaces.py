@@ -45,6 +45,15 @@ def space_for_model(*, project: Project, model: ModelVersion | None, dim: int) -
     build that embeds the project's history in it; it takes over when that is done."""
     name = space_name(model)
     space = EmbeddingSpace.objects.filter(project=project, name=name).first()
+    if space is not None and space.status == SpaceStatus.RETIRED:
+        # A rollback to an earlier model: its space's rows were deleted when it retired, so it
+        # is built again (once: only the call that flips the status queues the build).
+        with transaction.atomic():
+            if EmbeddingSpace.objects.filter(pk=space.pk, status=SpaceStatus.RETIRED).update(
+                status=SpaceStatus.BUILDING, progress={}
+            ):
+                job_queue(BUILD_EMBEDDING_SPACE, space.pk)
+        space.refresh_from_db()
     if space is not None:
         return space
     try:

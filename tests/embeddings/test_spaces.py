@@ -5,6 +5,7 @@ import pytest
 from django.test import Client
 
 from labeling.embeddings.build import space_build
+from labeling.embeddings.spaces import space_for_model
 from labeling.ingest import Upload, item_ingest
 from labeling.machine.promotion import model_promote
 from labeling.models import Embedding, EmbeddingSpace, Item, ReuseMatch, SpaceStatus
@@ -61,6 +62,10 @@ def test_a_promoted_model_gets_its_own_space_built_from_every_image(
     state = client.get("/api/projects/shapes/embeddings/").json()
     assert state["embedded"] == Item.objects.filter(project=project).count()
     assert [s["status"] for s in state["spaces"]] == ["active"]
+
+    # Back to a network whose space was retired: it is built again, not half used.
+    retired = space_for_model(project=project, model=None, dim=built.dim)
+    assert retired.pk == imagenet.pk and retired.status == SpaceStatus.BUILDING
 
 
 def test_a_crashed_build_resumes_where_it_stopped(db, tiny_checkpoint, settings, run_jobs):
