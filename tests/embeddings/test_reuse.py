@@ -141,3 +141,29 @@ def test_similar_images_come_nearest_first_with_distances(project, people, histo
     assert admin.get(f"/api/projects/reviews/items/{history[0]}/similar/?k=0").status_code == 400
     page = admin.get(f"/p/reviews/items/{history[0]}/similar/")
     assert page.status_code == 200 and page.content.count(b"distance ") >= 5
+
+
+def test_bad_catalog_uploads_are_refused_one_by_one(project, people, fashion, run_jobs):
+    import io
+
+    images, _ = fashion
+    admin = Client()
+    admin.force_login(people["admin"])
+    good = io.BytesIO(encoded(photo(images[1])))
+    good.name = "good.png"
+    bad = io.BytesIO(b"<html>not an image</html>")
+    bad.name = "bad.png"
+    response = run_jobs(
+        admin.post, path="/api/projects/reviews/catalog/", data={"files": [good, bad]}
+    )
+    assert response.status_code == 201
+    body = response.json()
+    assert (body["created"], body["rejected"]) == (1, 1)
+    assert [r["outcome"] for r in body["results"]] == ["created", "rejected"]
+    listed = admin.get("/api/projects/reviews/catalog/").json()["results"]
+    assert [p["original_name"] for p in listed] == ["good.png"]
+    assert Embedding.objects.filter(catalog_image_id=listed[0]["id"]).exists()
+    assert admin.post("/api/projects/reviews/catalog/", {}).status_code == 400
+    gone = admin.delete(f"/api/projects/reviews/catalog/{listed[0]['id']}/")
+    assert gone.status_code == 204
+    assert admin.delete(f"/api/projects/reviews/catalog/{listed[0]['id']}/").status_code == 404
