@@ -31,6 +31,11 @@ MIN_KEPT_SHARE = 0.2
 TRIM_PASSES = 3
 # pHash works on a 32×32 grey thumbnail; decoding a huge photo at full size buys nothing.
 DRAFT_SIZE = 256
+# A (nearly) uniform picture has no pHash worth the name: every blank image would share it, and
+# two different blank uploads would look like one photo reused. It gets NO_HASH instead, which
+# matches nothing (its distance to anything is HASH_BITS).
+NO_HASH = 0
+MIN_CONTRAST = 2.0  # standard deviation of the 32×32 grey thumbnail, in 0-255 levels
 
 
 def _to_signed(value: int) -> int:
@@ -38,8 +43,12 @@ def _to_signed(value: int) -> int:
 
 
 def _hash_int(image: Image.Image) -> int:
+    thumb = np.asarray(image.convert("L").resize((32, 32), Image.Resampling.BILINEAR), float)
+    if thumb.std() < MIN_CONTRAST:
+        return NO_HASH
     bits = imagehash.phash(image).hash.flatten()
-    return _to_signed(int("".join("1" if b else "0" for b in bits), 2))
+    value = _to_signed(int("".join("1" if b else "0" for b in bits), 2))
+    return value if value != NO_HASH else 1  # keep NO_HASH for blank pictures only
 
 
 def trim_borders(image: Image.Image) -> Image.Image:
@@ -107,9 +116,15 @@ def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
 
 def hash_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance between two images' hash pairs: the closer of whole-to-whole and
-    trimmed-to-trimmed (``a`` and ``b`` broadcast over leading axes, last axis holds the pair)."""
+    trimmed-to-trimmed (``a`` and ``b`` broadcast over leading axes, last axis holds the pair);
+    a blank picture's NO_HASH is HASH_BITS away from everything."""
     a, b = np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)
-    return np.minimum(hamming(a[..., 0], b[..., 0]), hamming(a[..., 1], b[..., 1]))
+
+    def one(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        blank = (x == NO_HASH) | (y == NO_HASH)
+        return np.where(blank, HASH_BITS, hamming(x, y))
+
+    return np.minimum(one(a[..., 0], b[..., 0]), one(a[..., 1], b[..., 1]))
 
 
 class HashTable:

@@ -10,7 +10,7 @@ from PIL import Image
 from ml import prototypes, reuse
 from ml.embeddings import pack, unpack
 from ml.label_errors import find_label_issues
-from ml.perceptual_hash import HashTable, hash_distance, image_hashes
+from ml.perceptual_hash import NO_HASH, HashTable, hash_distance, image_hashes
 from ml.vector_index import IndexUnreadable, LayeredIndex, VectorIndex
 
 
@@ -67,11 +67,17 @@ def test_hashes_survive_reencoding_resizing_and_screenshots_but_not_other_photos
     assert hash_distance(base, other) > 10
 
 
+def test_blank_pictures_match_nothing_by_hash():
+    white = np.array(image_hashes(encoded(Image.new("RGB", (50, 40), (250, 250, 250)))))
+    grey = np.array(image_hashes(encoded(Image.new("RGB", (90, 30), (120, 120, 120)))))
+    assert (white == NO_HASH).all() and hash_distance(white, grey) == 64
+
+
 def test_the_hash_table_finds_the_closest_earlier_image():
     table = HashTable()
-    table.add(np.array([5, 9, 12]), np.array([[0, 0], [0b111, 0b111], [-1, -1]]))
-    assert table.nearest(np.array([0b1, 0b1])) == (5, 1)
-    assert table.nearest(np.array([0b1, 0b1]), exclude_from=9) == (5, 1)
+    table.add(np.array([5, 9, 12]), np.array([[0b10, 0b10], [0b111, 0b111], [-1, -1]]))
+    assert table.nearest(np.array([0b11, 0b11])) == (5, 1)
+    assert table.nearest(np.array([0b11, 0b11]), exclude_from=9) == (5, 1)
     assert table.nearest(np.array([-1, -1]), exclude_from=12)[0] != 12
     table.add(np.array([5]), np.array([[1, 1]]))  # a key it holds is not added twice
     assert len(table) == 3
