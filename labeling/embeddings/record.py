@@ -14,11 +14,17 @@ import numpy as np
 from django.conf import settings
 
 from labeling.embeddings.index import index_compact_if_due
-from labeling.embeddings.prototypes import PrototypeRoute, prototype_routes, prototypes_absorb
+from labeling.embeddings.prototypes import (
+    PrototypeRoute,
+    live_prototypes,
+    prototype_routes,
+    prototypes_absorb,
+)
 from labeling.embeddings.reuse import reuse_check
 from labeling.embeddings.spaces import imagenet_predictor, space_for_model
 from labeling.embeddings.store import embeddings_save
 from labeling.models import Item, ModelVersion, Project, SpaceStatus
+from ml.prototypes import HUMAN
 
 logger = logging.getLogger(__name__)
 
@@ -65,4 +71,10 @@ def batch_embeddings_record(
         return BatchEmbeddings(prototype_routes=routes, reused=len(found))
     except Exception:
         logger.exception("Embedding step failed for %d items of %s", len(items), project.slug)
-        return BatchEmbeddings()
+        # Without a distance, a prototype class cannot be ruled out: humans decide.
+        live = live_prototypes(project)
+        return BatchEmbeddings(
+            prototype_routes={i.pk: PrototypeRoute(HUMAN, live[0].label, None) for i in items}
+            if live
+            else {}
+        )

@@ -133,3 +133,15 @@ def test_the_api_creates_and_lists_prototypes(project, make_user, run_jobs):
     assert page.status_code == 200 and b"cross" in page.content
     refused = client.post("/api/projects/shapes/prototypes/", {"name": "x", "files": []})
     assert refused.status_code == 400 and Prototype.objects.count() == 1
+
+
+def test_when_the_embedding_step_fails_humans_decide(project, run_jobs, monkeypatch):
+    run_jobs(prototype_create, project=project, name="cross", uploads=crosses(6))
+
+    def broken(**kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("labeling.embeddings.record.embeddings_save", broken)
+    new = run_jobs(add_shapes, project=project, n=3, offset=800)
+    # No distance, so the cross class cannot be ruled out: nothing is auto-labeled.
+    assert set(Item.objects.filter(pk__in=new).values_list("status", flat=True)) == {"queued"}
