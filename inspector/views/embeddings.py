@@ -12,12 +12,20 @@ from labeling.access import Role, project_for_user
 from labeling.embeddings.catalog import catalog_delete, catalog_upload
 from labeling.embeddings.label_review import label_review_decide
 from labeling.embeddings.prototypes import prototype_create
-from labeling.embeddings.reuse import reuse_decide, reuse_matches
+from labeling.embeddings.reuse import reuse_decide, reuse_matches, reuse_policy_set
 from labeling.embeddings.search import similar_images
 from labeling.embeddings.state import embedding_state
 from labeling.errors import ServiceError
 from labeling.ingest import Upload
-from labeling.models import CatalogImage, Item, LabelReview, Prototype, ReuseStatus, ReviewStatus
+from labeling.models import (
+    CatalogImage,
+    Item,
+    LabelReview,
+    Prototype,
+    ReusePolicy,
+    ReuseStatus,
+    ReviewStatus,
+)
 
 ADMINS = (Role.ADMIN,)
 PAGE_SIZE = 100
@@ -61,6 +69,7 @@ def reuse(request: HttpRequest, slug: str) -> HttpResponse:
             "total": matches.count(),
             "status": wanted,
             "statuses": ReuseStatus.choices,
+            "policies": ReusePolicy.choices,
         },
     )
 
@@ -82,6 +91,19 @@ def reuse_decision(request: HttpRequest, slug: str, item_id: int) -> HttpRespons
     else:
         done = "confirmed as reused: no credit" if decision == "confirm" else "not a reuse"
         messages.success(request, f"Image {item_id}: {done}.")
+    return redirect("reuse", slug=project.slug)
+
+
+@login_required
+@require_http_methods(["POST"])
+def reuse_policy(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_user(request.user, slug, roles=ADMINS)
+    try:
+        reuse_policy_set(project=project, policy=request.POST.get("reuse_policy", ""))
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Reused photos: {project.get_reuse_policy_display().lower()}.")
     return redirect("reuse", slug=project.slug)
 
 

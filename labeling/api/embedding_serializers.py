@@ -77,6 +77,13 @@ class ReuseDecisionSerializer(serializers.Serializer):
     )
 
 
+class ReusePolicySerializer(serializers.Serializer):
+    reuse_policy = serializers.ChoiceField(
+        choices=["review", "deny"],
+        help_text="review: a reused photo's credit waits for an admin; deny: denied at once",
+    )
+
+
 class CatalogImageSerializer(serializers.ModelSerializer):
     image_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()

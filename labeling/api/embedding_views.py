@@ -20,6 +20,7 @@ from labeling.api.embedding_serializers import (
     RecheckDecisionSerializer,
     ReuseDecisionSerializer,
     ReuseMatchSerializer,
+    ReusePolicySerializer,
     ReviewRunSerializer,
     SimilarSerializer,
     image_urls,
@@ -30,7 +31,7 @@ from labeling.dispatch import REVIEW_LABELS, job_queue
 from labeling.embeddings.catalog import catalog_delete, catalog_upload
 from labeling.embeddings.label_review import label_review_decide
 from labeling.embeddings.prototypes import prototype_create
-from labeling.embeddings.reuse import reuse_decide, reuse_matches
+from labeling.embeddings.reuse import reuse_decide, reuse_matches, reuse_policy_set
 from labeling.embeddings.search import MAX_K, similar_images
 from labeling.embeddings.state import embedding_state
 from labeling.ingest import Upload
@@ -108,6 +109,26 @@ class ItemReuse(APIView):
             by=request.user,
         )
         return Response(ReuseMatchSerializer(match).data)
+
+
+class ReusePolicy(APIView):
+    @extend_schema(responses=ReusePolicySerializer, summary="Reuse policy")
+    def get(self, request, slug: str) -> Response:
+        project = api_project(request, slug, roles=READERS)
+        return Response(ReusePolicySerializer({"reuse_policy": project.reuse_policy}).data)
+
+    @extend_schema(
+        request=ReusePolicySerializer,
+        responses=ReusePolicySerializer,
+        summary="Set the reuse policy",
+        description="What a reused photo does to its credit from now on.",
+    )
+    def put(self, request, slug: str) -> Response:
+        project = api_project(request, slug, roles=ADMINS)
+        data = ReusePolicySerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        project = reuse_policy_set(project=project, policy=data.validated_data["reuse_policy"])
+        return Response(ReusePolicySerializer({"reuse_policy": project.reuse_policy}).data)
 
 
 @extend_schema(

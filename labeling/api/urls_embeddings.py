@@ -8,6 +8,7 @@ urlpatterns = [
     path("items/<id:pk>/similar/", views.ItemSimilar.as_view(), name="api-item-similar"),
     path("items/<id:pk>/reuse/", views.ItemReuse.as_view(), name="api-item-reuse"),
     path("reuse/", views.ReuseMatchList.as_view(), name="api-reuse"),
+    path("reuse/policy/", views.ReusePolicy.as_view(), name="api-reuse-policy"),
     path("catalog/", views.CatalogList.as_view(), name="api-catalog"),
     path("catalog/<id:pk>/", views.CatalogPhoto.as_view(), name="api-catalog-photo"),
     path("prototypes/", views.PrototypeList.as_view(), name="api-prototypes"),

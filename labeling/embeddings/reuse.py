@@ -18,7 +18,15 @@ from django.utils import timezone
 from labeling.credits import credit_redecide
 from labeling.embeddings.index import space_search
 from labeling.errors import ServiceError
-from labeling.models import Embedding, EmbeddingSpace, Item, Project, ReuseMatch, ReuseStatus
+from labeling.models import (
+    Embedding,
+    EmbeddingSpace,
+    Item,
+    Project,
+    ReuseMatch,
+    ReusePolicy,
+    ReuseStatus,
+)
 from ml.embeddings import normalize
 from ml.perceptual_hash import hash_distance
 from ml.reuse import ReuseThresholds
@@ -143,6 +151,16 @@ def reuse_decide(
         item.save(update_fields=["reused", "updated_at"])
         credit_redecide(item=item)
     return match
+
+
+def reuse_policy_set(*, project: Project, policy: str) -> Project:
+    """What a reused photo does to its credit from now on: ``deny`` or ``review``. Credits
+    already decided stay as they are."""
+    if policy not in ReusePolicy.values:
+        raise ServiceError(f"The reuse policy is one of: {', '.join(ReusePolicy.values)}.")
+    Project.objects.filter(pk=project.pk).update(reuse_policy=policy)
+    project.reuse_policy = policy
+    return project
 
 
 def reuse_matches(*, project: Project, status: str | None = None):

@@ -167,3 +167,18 @@ def test_bad_catalog_uploads_are_refused_one_by_one(project, people, fashion, ru
     gone = admin.delete(f"/api/projects/reviews/catalog/{listed[0]['id']}/")
     assert gone.status_code == 204
     assert admin.delete(f"/api/projects/reviews/catalog/{listed[0]['id']}/").status_code == 404
+
+
+def test_admins_choose_the_reuse_policy(project, people):
+    admin, manager = Client(), Client()
+    admin.force_login(people["admin"])
+    manager.force_login(people["manager"])
+    url = "/api/projects/reviews/reuse/policy/"
+    assert admin.get(url).json() == {"reuse_policy": "review"}
+    changed = admin.put(url, {"reuse_policy": "deny"}, content_type="application/json")
+    assert changed.status_code == 200 and Project.objects.get(pk=project.pk).reuse_policy == "deny"
+    assert admin.put(url, {"reuse_policy": "x"}, content_type="application/json").status_code == 400
+    refused = manager.put(url, {"reuse_policy": "review"}, content_type="application/json")
+    assert refused.status_code == 403
+    admin.post("/p/reviews/reuse/policy", {"reuse_policy": "review"})
+    assert Project.objects.get(pk=project.pk).reuse_policy == "review"
