@@ -97,7 +97,30 @@ def subset(ev: reuse.Evidence, mask: np.ndarray) -> reuse.Evidence:
     return reuse.Evidence(*(np.asarray(f)[mask] for f in ev.__dict__.values()))
 
 
+def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
+    """Milliseconds per image of what the embedding step adds to a prediction batch: the
+    features from the same forward pass (predict_and_embed against predict) and the hashes."""
+    sources = sources[:512]
+    t = time.perf_counter()
+    predictor.predict(sources, batch_size=64)
+    plain = time.perf_counter() - t
+    t = time.perf_counter()
+    predictor.predict_and_embed(sources, batch_size=64)
+    both = time.perf_counter() - t
+    t = time.perf_counter()
+    batch_hashes(sources)
+    hashing = time.perf_counter() - t
+    per = 1000 / len(sources)
+    return {
+        "predict_ms_per_image": round(plain * per, 2),
+        "predict_and_embed_ms_per_image": round(both * per, 2),
+        "hashes_ms_per_image": round(hashing * per, 2),
+        "images": len(sources),
+    }
+
+
 def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
+    costs = step_costs(predictor, data["queries"])
     started = time.perf_counter()
     gallery_vectors, gallery_hashes = embed(predictor, data["gallery"])
     query_vectors, query_hashes = embed(predictor, data["queries"])
@@ -157,6 +180,7 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
         "with_combined_edits": score(split == 1),
         "thresholds": t.as_dict(),
         "calibration": cal.as_dict(),
+        "step_costs": costs,
         "embed_seconds": round(embed_s, 1),
     }
 
