@@ -53,4 +53,5 @@ urlpatterns = [
     # Admin surfaces (thresholds, models) and manager surfaces (costs, credits).
     path("p/<slug:slug>/", include("inspector.urls_admin")),
     path("p/<slug:slug>/", include("inspector.urls_reports")),
+    path("p/<slug:slug>/", include("inspector.urls_embeddings")),
 ]

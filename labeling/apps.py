@@ -15,4 +15,5 @@ class LabelingConfig(AppConfig):
             celery,  # noqa: F401
             tasks,  # noqa: F401
         )
+        from labeling.embeddings import tasks as embedding_tasks  # noqa: F401
         from labeling.machine import tasks as machine_tasks  # noqa: F401

@@ -104,6 +104,7 @@ CREDIT_COLUMNS = (
     "item_id",
     "final_label",
     "created_at",
+    "reason",
 )
 
 
@@ -122,4 +123,5 @@ def credit_rows(decisions: QuerySet) -> Iterator[list]:
             decision.item_id,
             final.name if final else "",
             decision.created_at.isoformat(),
+            decision.reason,
         ]

@@ -2,7 +2,14 @@
 
 from django.utils import timezone
 
-from labeling.models import CreditDecision, CreditOutcome, Item
+from labeling.models import (
+    CreditDecision,
+    CreditOutcome,
+    Item,
+    ItemSource,
+    ReusePolicy,
+    ReuseStatus,
+)
 
 
 def credited_label(item: Item) -> tuple[str, str] | None:
@@ -51,6 +58,9 @@ def credit_decide(
         outcome = CreditOutcome.PENDING
     else:
         outcome = CreditOutcome.GRANTED if label_name == credited else CreditOutcome.DENIED
+    reason = ""
+    if item.reused:
+        outcome, source, reason = _reused_outcome(item, outcome, source)
     decided = outcome != CreditOutcome.PENDING
     decision, _ = CreditDecision.objects.update_or_create(
         item=item,
@@ -62,6 +72,38 @@ def credit_decide(
             "source": source if decided else "",
             "probability": probability,
             "decided_at": timezone.now() if decided else None,
+            "reason": reason,
         },
     )
     return decision
+
+
+def _reused_outcome(item: Item, outcome: str, source: str) -> tuple[str, str, str]:
+    """A reused photo earns no credit once an admin confirmed it, or at once under the
+    ``deny`` policy; under ``review`` its credit waits for an admin."""
+    match = getattr(item, "reuse_match", None)
+    target = ""
+    if match is not None:
+        target = (
+            f"item {match.matched_item_id}"
+            if match.matched_item_id
+            else f"catalog photo {match.matched_catalog_id}"
+        )
+    if match is not None and match.status == ReuseStatus.CONFIRMED:
+        return CreditOutcome.DENIED, ItemSource.EXPERT, f"reused photo ({target}), confirmed"
+    if item.project.reuse_policy == ReusePolicy.DENY:
+        return CreditOutcome.DENIED, ItemSource.MACHINE, f"reused photo ({target})"
+    return CreditOutcome.PENDING, source, f"reused photo ({target}): waiting for an admin"
+
+
+def credit_redecide(*, item: Item) -> CreditDecision | None:
+    """Decide the credit again from the item's current state (after a reuse decision)."""
+    if item.final_label_id is None:
+        return credit_decide(item=item, source="", label_name=None)
+    if item.final_source == ItemSource.MACHINE:
+        earlier = CreditDecision.objects.filter(item=item).values_list("probability", flat=True)
+        probability = next(iter(earlier), None)
+        if probability is None:
+            probability = float(item.final_confidence or 0.0)
+        return credit_decide(item=item, source=ItemSource.MACHINE, probability=probability)
+    return credit_decide(item=item, source=item.final_source, label_name=item.final_label.name)

@@ -3,10 +3,11 @@
 Services queue work (predict these items, train this model version). The Celery task modules
 import those same services to run the work, so a service importing a task module back would
 close an import circle. Here a job is queued by its task's registered name instead: the task
-modules register under these names (``labeling/tasks.py``, ``labeling/machine/tasks.py``, both
-imported when the app is ready), and ``tests/test_layers.py`` checks that every name here is a
-registered task. Looking the task up in the app's registry, rather than ``send_task``, keeps the
-task's own options (retries, eager mode in tests).
+modules register under these names (``labeling/tasks.py``, ``labeling/machine/tasks.py``,
+``labeling/embeddings/tasks.py``, all imported when the app is ready), and
+``tests/test_layers.py`` checks that every name here is a registered task. Looking the task up
+in the app's registry, rather than ``send_task``, keeps the task's own options (retries, eager
+mode in tests).
 
 Jobs are queued after the surrounding transaction commits, so a worker never looks for rows that
 are not there yet, and a rolled-back request queues nothing.
@@ -22,10 +23,23 @@ from labeling.celery import app
 PREDICT_ITEMS = "labeling.machine.tasks.predict_items"
 TRAIN_MODEL_VERSION = "labeling.machine.tasks.train_model_version"
 SCORE_IMPORTED_MODEL = "labeling.machine.tasks.score_imported_model"
+BUILD_EMBEDDING_SPACE = "labeling.embeddings.tasks.build_embedding_space"
+EMBED_CATALOG = "labeling.embeddings.tasks.embed_catalog_images"
+BUILD_PROTOTYPE = "labeling.embeddings.tasks.build_prototype"
+REVIEW_LABELS = "labeling.embeddings.tasks.review_labels"
 
 REFIT_PROJECT = "labeling.tasks.refit_project_trust"
 
-JOB_NAMES = (PREDICT_ITEMS, TRAIN_MODEL_VERSION, SCORE_IMPORTED_MODEL, REFIT_PROJECT)
+JOB_NAMES = (
+    PREDICT_ITEMS,
+    TRAIN_MODEL_VERSION,
+    SCORE_IMPORTED_MODEL,
+    REFIT_PROJECT,
+    BUILD_EMBEDDING_SPACE,
+    EMBED_CATALOG,
+    BUILD_PROTOTYPE,
+    REVIEW_LABELS,
+)
 
 
 def job_queue(name: str, *args: object) -> None:

@@ -76,7 +76,7 @@ def _storable(text: str) -> bool:
     return True
 
 
-def _storable_name(name: str) -> str:
+def storable_name(name: str) -> str:
     """A file name as it can be stored: NULs dropped, broken Unicode replaced."""
     return name.replace("\x00", "").encode("utf-8", "replace").decode("utf-8")
 
@@ -103,7 +103,7 @@ def metadata_clean(metadata: Mapping[str, object] | None) -> dict:
     return clean
 
 
-def _read(content: bytes | BinaryIO) -> bytes:
+def upload_bytes(content: bytes | BinaryIO) -> bytes:
     if isinstance(content, bytes):
         return content
     # Read one byte past the limit so an oversized file is recognised without reading it all.
@@ -114,10 +114,10 @@ def _read(content: bytes | BinaryIO) -> bytes:
 def _ingest_one(
     project: Project, upload: Upload, uploader: AbstractBaseUser | None
 ) -> IngestResult:
-    name = _storable_name(upload.name or "unnamed")[:255]
+    name = storable_name(upload.name or "unnamed")[:255]
     try:
         metadata = metadata_clean(upload.metadata)
-        data = _read(upload.content)
+        data = upload_bytes(upload.content)
         checked = image_check(data)
     except ImageRejected as exc:
         return IngestResult(name, "rejected", reason=str(exc))

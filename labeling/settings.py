@@ -202,6 +202,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labeling.tasks.refit_all_projects",
         "schedule": float(os.environ.get("TRUST_REFIT_SECONDS", 900)),
     },
+    # Confident learning over the human labels: contradicted ones go to the recheck queue.
+    "review-labels": {
+        "task": "labeling.embeddings.tasks.review_all_projects",
+        "schedule": float(os.environ.get("LABEL_REVIEW_SECONDS", 6 * 3600)),
+    },
+    # Embed what an embedding step that failed left out.
+    "fill-embeddings": {
+        "task": "labeling.embeddings.tasks.fill_active_spaces",
+        "schedule": float(os.environ.get("EMBEDDING_FILL_SECONDS", 3600)),
+    },
 }
 
 # How often a web process returns expired leases to the queue on its own (seconds); leasing
@@ -223,6 +233,28 @@ TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.00
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
 # Largest model archive an admin may upload (an EfficientNet-Lite0 checkpoint is about 14 MB).
 MODEL_IMPORT_MAX_BYTES = int(os.environ.get("MODEL_IMPORT_MAX_BYTES", 200 * 2**20))
+
+# Embeddings (docs/embeddings.md): computed in the prediction batch, kept in the database and in
+# one usearch index file per project and embedding space under EMBEDDING_INDEX_ROOT.
+EMBEDDINGS_ENABLED = env_bool("EMBEDDINGS_ENABLED", True)
+# The ImageNet backbone's input size while a project has no model (a model uses its own).
+EMBEDDING_INPUT_SIZE = int(os.environ.get("EMBEDDING_INPUT_SIZE", TRAIN_INPUT_SIZE))
+EMBEDDING_INDEX_ROOT = Path(os.environ.get("EMBEDDING_INDEX_ROOT", VAR_DIR / "indexes"))
+# Rows added since the index file was written, before a worker writes a new file.
+EMBEDDING_INDEX_COMPACT_AFTER = int(os.environ.get("EMBEDDING_INDEX_COMPACT_AFTER", 20000))
+# Reused photos: the rule's thresholds until a space is calibrated (bench/duplicates.py), how
+# many nearest neighbours each new image is compared with, and the calibration's goal.
+REUSE_SIMILARITY = float(os.environ.get("REUSE_SIMILARITY", 0.97))
+REUSE_HASH_DISTANCE = int(os.environ.get("REUSE_HASH_DISTANCE", 2))
+REUSE_CANDIDATES = int(os.environ.get("REUSE_CANDIDATES", 10))
+REUSE_MAX_FALSE_MATCH = float(os.environ.get("REUSE_MAX_FALSE_MATCH", 0.005))
+REUSE_CALIBRATION_IMAGES = int(os.environ.get("REUSE_CALIBRATION_IMAGES", 600))
+# Prototype classes: at most this share of other classes' images may be accepted as the new
+# class (TL), and at most this share sent to humans as maybe-the-new-class (TH).
+PROTOTYPE_FALSE_ACCEPT = float(os.environ.get("PROTOTYPE_FALSE_ACCEPT", 0.005))
+PROTOTYPE_HUMAN_SHARE = float(os.environ.get("PROTOTYPE_HUMAN_SHARE", 0.05))
+PROTOTYPE_TARGET_RECALL = float(os.environ.get("PROTOTYPE_TARGET_RECALL", 0.95))
+PROTOTYPE_NEGATIVES = int(os.environ.get("PROTOTYPE_NEGATIVES", 5000))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

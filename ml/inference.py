@@ -26,6 +26,12 @@ class Predictions(NamedTuple):
     errors: dict[int, str]  # index in the input → why it could not be predicted
 
 
+class Embedded(NamedTuple):
+    probs: np.ndarray  # as Predictions.probs
+    embeddings: np.ndarray  # N×D L2-normalised penultimate features (float32); NaN rows failed
+    errors: dict[int, str]
+
+
 class Predictor:
     """A model ready for inference: eval mode, channels-last, fixed thread count."""
 
@@ -70,15 +76,24 @@ class Predictor:
 
     @classmethod
     def imagenet(
-        cls, *, weights: str = "offline", input_size: int = 224, num_threads: int | None = 2
+        cls,
+        *,
+        weights: str = "offline",
+        input_size: int = 224,
+        num_threads: int | None = 2,
+        resize_mode: str = "squash",
     ) -> Predictor:
-        """The untouched ImageNet-1k EfficientNet-Lite0 (a smoke test of weights and pipeline)."""
+        """The untouched ImageNet-1k EfficientNet-Lite0: a smoke test of weights and pipeline,
+        and the embedding network of a project without a model (``resize_mode="pad"``, as the
+        models are trained)."""
         from timm.data import ImageNetInfo
 
         info = ImageNetInfo()
         model = create_model(DEFAULT_ARCHITECTURE, num_classes=1000, weights=weights)
         names = [info.index_to_description(i) for i in range(info.num_classes())]
-        pre = preprocess_config(DEFAULT_ARCHITECTURE, input_size=input_size, resize_mode="squash")
+        pre = preprocess_config(
+            DEFAULT_ARCHITECTURE, input_size=input_size, resize_mode=resize_mode
+        )
         return cls(model, pre, names, num_threads=num_threads)
 
     @property
@@ -90,10 +105,33 @@ class Predictor:
         """Raw logits for an already preprocessed ``N×3×S×S`` batch."""
         return self.model(batch.contiguous(memory_format=torch.channels_last)).float()
 
+    @torch.inference_mode()
+    def features_and_logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Penultimate (pooled, pre-classifier) features and logits from one forward pass."""
+        x = self.model.forward_features(batch.contiguous(memory_format=torch.channels_last))
+        features = self.model.forward_head(x, pre_logits=True).float()
+        return features, self.model.get_classifier()(features).float()
+
+    @property
+    def embedding_dim(self) -> int:
+        return int(self.model.num_features)
+
     def predict(self, images: Sequence[ImageSource], batch_size: int = 64) -> Predictions:
         """Calibrated class probabilities for ``images`` (paths, bytes, files, arrays, PIL)."""
+        probs, _, errors = self._run(images, batch_size, embed=False)
+        return Predictions(probs, errors)
+
+    def predict_and_embed(self, images: Sequence[ImageSource], batch_size: int = 64) -> Embedded:
+        """Probabilities and L2-normalised penultimate features, from the same forward pass: the
+        embedding costs no second run of the network."""
+        return Embedded(*self._run(images, batch_size, embed=True))
+
+    def _run(
+        self, images: Sequence[ImageSource], batch_size: int, *, embed: bool
+    ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
         n = len(images)
         probs = np.full((n, self.num_classes), np.nan, dtype=np.float64)
+        vectors = np.full((n, self.embedding_dim), np.nan, dtype=np.float32) if embed else None
         errors: dict[int, str] = {}
         # Decode one batch at a time so memory stays bounded however many images come in.
         for start in range(0, n, batch_size):
@@ -106,10 +144,15 @@ class Predictor:
                     errors[i] = f"{type(exc).__name__}: {exc}"
             if not arrays:
                 continue
-            logits = self.logits(normalize(np.stack(arrays), self.preprocess))
+            batch = normalize(np.stack(arrays), self.preprocess)
+            if embed:
+                features, logits = self.features_and_logits(batch)
+                vectors[indices] = torch.nn.functional.normalize(features, dim=1).numpy()
+            else:
+                logits = self.logits(batch)
             scaled = logits.double() / self.temperature
             probs[indices] = torch.softmax(scaled, dim=1).numpy()
-        return Predictions(probs, errors)
+        return probs, vectors, errors
 
     def route(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, confidences, auto mask)`` with the checkpoint's thresholds.

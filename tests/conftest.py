@@ -21,6 +21,11 @@ def _isolated_media(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MODEL_ROOT = tmp_path / "models"
+    settings.EMBEDDING_INDEX_ROOT = tmp_path / "indexes"
+    # The embedding step runs the ImageNet backbone on every batch without a model; tests that
+    # are about embeddings turn it on (tests/embeddings), the rest stay fast. Real worker
+    # processes started by tests run it as production does.
+    settings.EMBEDDINGS_ENABLED = False
     # Tasks queued on commit run inline unless a test starts a real worker.
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from labeling.celery import app

@@ -13,9 +13,11 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from labeling.access import Role
+from labeling.embeddings.catalog import catalog_upload
 from labeling.ingest import Upload, item_ingest
 from labeling.machine.training import training_start
 from labeling.manifests import manifest_export
+from labeling.models import LabelReview, Prototype, ReuseMatch
 from labeling.project_setup import member_add
 from tests.conftest import image_bytes
 from tests.machine.fixtures import add_colours
@@ -95,6 +97,30 @@ RULES = {
     "api-member": (API, "patch", {A}, {"user_id": "member"}),
     "api-member@delete": (API, "delete", {A}, {"user_id": "member"}),
     "api-answers": (API, "get", {A, M}, {}),
+    # Embeddings: similar images, reused photos and the catalog, prototypes, rechecks.
+    "similar": (PAGE, "get", {A}, {"pk": "item"}),
+    "reuse": (PAGE, "get", {A}, {}),
+    "reuse-decide": (PAGE, "post", {A}, {"item_id": "item"}),
+    "reuse-policy": (PAGE, "post", {A}, {}),
+    "catalog": (PAGE, "get", {A}, {}),
+    "catalog-delete": (PAGE, "post", {A}, {"pk": "catalog"}),
+    "catalog-image": (PAGE, "get", {A, M}, {"pk": "catalog"}),
+    "catalog-thumbnail": (PAGE, "get", {A, M}, {"pk": "catalog"}),
+    "prototypes": (PAGE, "get", {A}, {}),
+    "recheck": (PAGE, "get", {A}, {}),
+    "recheck-decide": (PAGE, "post", {A}, {"pk": "review"}),
+    "api-item-similar": (API, "get", {A, M}, {"pk": "item"}),
+    "api-item-reuse": (API, "get", {A, M}, {"pk": "item"}),
+    "api-reuse": (API, "get", {A, M}, {}),
+    "api-reuse-policy": (API, "get", {A, M}, {}),
+    "api-catalog": (API, "get", {A, M}, {}),
+    "api-catalog-photo": (API, "delete", {A}, {"pk": "catalog"}),
+    "api-prototypes": (API, "get", {A, M}, {}),
+    "api-prototype": (API, "get", {A, M}, {"pk": "prototype"}),
+    "api-rechecks": (API, "get", {A, M}, {}),
+    "api-rechecks-run": (API, "post", {A}, {}),
+    "api-recheck-decide": (API, "post", {A}, {"pk": "review"}),
+    "api-embeddings": (API, "get", {A, M}, {}),
 }
 # Not project-scoped; covered by their own tests (login throttling, schema validation, the
 # one-time set-password link in tests/inspector/test_members_page.py).
@@ -102,7 +128,7 @@ UNSCOPED = {"login", "logout", "api-schema", "api-docs", "password-set"}
 NOT_PROJECT_SCOPED = {"home", "api-projects", "project-new", "password-change"}
 # What an allowed visitor may get: success, a redirect with a message, or a refusal that is
 # about the request's content rather than who sent it.
-ALLOWED_STATUSES = {200, 201, 204, 302, 400, 409, 415}
+ALLOWED_STATUSES = {200, 201, 202, 204, 302, 400, 409, 415}
 
 
 def url_names() -> set[str]:
@@ -135,11 +161,40 @@ def objects(project, people, make_user):
     manifest = manifest_export(project=project)
     # A model version through the service: 20 human labels, then a training (queued, not run).
     add_colours(project, 20)
-    version = training_start(project=project, queue=False)
+    model = training_start(project=project, queue=False)
     # A member none of the callers is, so removing them does not change who the callers are.
     member = make_user("tom-target", Role.INSPECTOR)
     member_add(project=project, user=member)
-    return {"item": item, "manifest": manifest.pk, "version": version.version, "member": member.pk}
+    catalog = catalog_upload(project=project, uploads=[Upload("c.png", image_bytes(size=(40, 40)))])
+    catalog_id = catalog.created_ids[0]
+    ReuseMatch.objects.create(
+        project=project,
+        item_id=item,
+        matched_catalog_id=catalog_id,
+        similarity=0.99,
+        hash_distance=0,
+        matched_by="hash",
+    )
+    labels = list(project.labels.all())
+    review = LabelReview.objects.create(
+        project=project,
+        item_id=item,
+        given_label=labels[0],
+        suggested_label=labels[1],
+        model_version=model,
+        given_probability=0.01,
+        suggested_probability=0.98,
+    )
+    prototype = Prototype.objects.create(project=project, label=labels[3])
+    return {
+        "item": item,
+        "manifest": manifest.pk,
+        "version": model.version,
+        "member": member.pk,
+        "catalog": catalog_id,
+        "review": review.pk,
+        "prototype": prototype.pk,
+    }
 
 
 def url_for(rule: str, objects: dict) -> str:

@@ -32,6 +32,7 @@ def worker_env(broker_url: str, **extra: str) -> dict:
         "CELERY_BROKER_URL": broker_url,
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
         "MODEL_ROOT": str(settings.MODEL_ROOT),
+        "EMBEDDING_INDEX_ROOT": str(settings.EMBEDDING_INDEX_ROOT),
         "THRESHOLD_MIN_SUPPORT": str(settings.THRESHOLD_MIN_SUPPORT),
         "DJANGO_SETTINGS_MODULE": "labeling.settings",
         **extra,

@@ -9,7 +9,7 @@ from labeling.access import project_for_user
 from labeling.models import Item
 
 
-def _serve(field, content_type: str) -> HttpResponse:
+def serve_file(field, content_type: str) -> HttpResponse:
     response = FileResponse(field.open("rb"), content_type=content_type)
     # The content type is the one validated on ingest; never let the browser sniff another.
     response["X-Content-Type-Options"] = "nosniff"
@@ -23,7 +23,7 @@ def _serve(field, content_type: str) -> HttpResponse:
 def item_image(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     project = project_for_user(request.user, slug)
     item = get_object_or_404(Item, project=project, pk=pk)
-    return _serve(item.image, item.content_type)
+    return serve_file(item.image, item.content_type)
 
 
 @login_required
@@ -31,6 +31,6 @@ def item_image(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
 def item_thumbnail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     project = project_for_user(request.user, slug)
     item = get_object_or_404(Item, project=project, pk=pk)
-    return _serve(
+    return serve_file(
         item.thumbnail or item.image, "image/jpeg" if item.thumbnail else item.content_type
     )

@@ -1,3 +1,4 @@
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from labeling.models import Item, Prediction
@@ -7,6 +8,7 @@ class ItemSerializer(serializers.ModelSerializer):
     final_label = serializers.SlugRelatedField(slug_field="name", read_only=True)
     image_url = serializers.SerializerMethodField()
     thumbnail_url = serializers.SerializerMethodField()
+    reuse_match = serializers.SerializerMethodField()
 
     class Meta:
         model = Item
@@ -26,7 +28,35 @@ class ItemSerializer(serializers.ModelSerializer):
             "finished_at",
             "image_url",
             "thumbnail_url",
+            "reused",
+            "reuse_match",
         ]
+
+    @extend_schema_field(
+        {
+            "type": "object",
+            "nullable": True,
+            "description": "The earlier image or catalog photo this one was found to be again",
+            "properties": {
+                "kind": {"type": "string", "enum": ["item", "catalog"]},
+                "id": {"type": "integer"},
+                "similarity": {"type": "number"},
+                "hash_distance": {"type": "integer"},
+                "status": {"type": "string"},
+            },
+        }
+    )
+    def get_reuse_match(self, item: Item) -> dict | None:
+        match = getattr(item, "reuse_match", None)
+        if match is None:
+            return None
+        return {
+            "kind": "item" if match.matched_item_id else "catalog",
+            "id": match.matched_item_id or match.matched_catalog_id,
+            "similarity": match.similarity,
+            "hash_distance": match.hash_distance,
+            "status": match.status,
+        }
 
     def get_image_url(self, item: Item) -> str:
         from django.urls import reverse

@@ -45,4 +45,5 @@ urlpatterns = [
     path("projects/<slug:slug>/", include("labeling.api.urls_admin")),
     path("projects/<slug:slug>/", include("labeling.api.urls_setup")),
     path("projects/<slug:slug>/", include("labeling.api.urls_reports")),
+    path("projects/<slug:slug>/", include("labeling.api.urls_embeddings")),
 ]

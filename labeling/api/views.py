@@ -55,7 +55,9 @@ class ItemList(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet:
         project = api_project(self.request, self.kwargs["slug"], roles=READERS)
-        items = Item.objects.filter(project=project).select_related("final_label", "project")
+        items = Item.objects.filter(project=project).select_related(
+            "final_label", "project", "reuse_match"
+        )
         params = self.request.query_params
         if params.get("status"):
             items = items.filter(status=params["status"])

@@ -19,6 +19,8 @@ from labeling.answers import item_finalize
 from labeling.costs import cost_record_predictions
 from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
+from labeling.embeddings.prototypes import model_labels
+from labeling.embeddings.record import BatchEmbeddings, batch_embeddings_record
 from labeling.machine.predictors import class_names_mismatch, predictor_for, project_thresholds
 from labeling.models import (
     Assignment,
@@ -72,7 +74,9 @@ def items_predict(
         project = group[0].project
         model = project.active_model
         if model is None or not model.is_calibrated or model.status != ModelVersion.Status.ACTIVE:
-            # No model to trust yet: everything goes to humans.
+            # No model to trust yet: everything goes to humans (embedded by the ImageNet
+            # backbone on the way, for reused-photo checks and similar-image search).
+            _embed_without_model(project, [i for i in group if i.status == ItemStatus.NEW])
             for item in group:
                 queued = Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(
                     status=ItemStatus.QUEUED
@@ -91,8 +95,9 @@ def items_predict(
         scored: list[tuple[Item, np.ndarray, Prediction | None]] = [
             (i, np.asarray(stored[i.pk].probabilities, dtype=float), stored[i.pk]) for i in known
         ]
+        embedded = BatchEmbeddings()
         if fresh:
-            probs, errors = _predict(project, model, fresh)
+            probs, errors, embedded = _predict(project, model, fresh)
             for item in fresh:
                 if item.pk in errors:
                     _record_failure(model, item, errors[item.pk])
@@ -100,14 +105,30 @@ def items_predict(
                 else:
                     scored.append((item, probs[item.pk], None))
         if scored:
-            _route_batch(project, model, scored, counts, rng, reroute=reroute)
+            _route_batch(project, model, scored, counts, rng, reroute=reroute, embedded=embedded)
     return counts
 
 
-def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[dict, dict]:
-    """Calibrated probabilities per item id, and the reason per item that could not be read."""
+def _embed_without_model(project: Project, items: list[Item]) -> None:
+    sources, readable = [], []
+    for item in items:
+        try:
+            sources.append(_image_bytes(item))
+            readable.append(item)
+        except OSError:
+            continue  # the prediction step records unreadable images; nothing to embed here
+    batch_embeddings_record(project=project, model=None, items=readable, sources=sources)
+
+
+def _predict(
+    project: Project, model: ModelVersion, items: list[Item]
+) -> tuple[dict, dict, BatchEmbeddings]:
+    """Calibrated probabilities per item id, the reason per item that could not be read, and
+    the embedding step's result (the vectors come from the same forward pass)."""
     predictor = predictor_for(model)
-    mismatch = class_names_mismatch(project, predictor.class_names)
+    # Labels that a prototype covers and the model was not trained on are not the model's.
+    labels = model_labels(project, predictor.class_names)
+    mismatch = class_names_mismatch(project, predictor.class_names, labels=labels)
     if mismatch:
         raise RuntimeError(f"model v{model.version} cannot serve this project: {mismatch}")
     sources, readable, errors = [], [], {}
@@ -117,20 +138,25 @@ def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[
             readable.append(item)
         except OSError as exc:
             errors[item.pk] = f"cannot read the stored image: {exc}"
-    result = predictor.predict(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
+    result = predictor.predict_and_embed(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
     probs = {}
     for index, item in enumerate(readable):
         if index in result.errors:
             errors[item.pk] = result.errors[index]
         else:
             probs[item.pk] = result.probs[index]
-    return probs, errors
+    embedded = batch_embeddings_record(
+        project=project, model=model, items=readable, sources=sources, vectors=result.embeddings
+    )
+    return probs, errors, embedded
 
 
-def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) -> None:
+def _route_batch(
+    project, model, scored, counts: dict, rng, *, reroute: bool, embedded: BatchEmbeddings
+) -> None:
     """Route every scored item in one transaction, each under its row lock, re-checking under
     the lock that it is still waiting for a machine decision."""
-    labels = list(project.labels.all())
+    labels = model_labels(project, (model.metrics or {}).get("class_names") or [])
     thresholds = project_thresholds(project, model)
     untouched = set(
         reroutable_items(project)
@@ -153,7 +179,13 @@ def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) ->
                 counts["skipped"] += 1
                 continue
             decision, label, confidence = _route_one(
-                project, current, probs, labels, thresholds, rng
+                project,
+                current,
+                probs,
+                labels,
+                thresholds,
+                rng,
+                embedded.prototype_routes.get(current.pk),
             )
             if prediction is None:
                 new_predictions.append(
@@ -173,17 +205,28 @@ def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) ->
         cost_record_predictions(project=project, count=len(new_predictions))
 
 
-def _route_one(project, item: Item, probs, labels, thresholds, rng) -> tuple[str, object, float]:
-    """The routing rule for one item; applies it to the item and returns the decision."""
+def _route_one(
+    project, item: Item, probs, labels, thresholds, rng, prototype=None
+) -> tuple[str, object, float]:
+    """The routing rule for one item; applies it to the item and returns the decision.
+    ``prototype``: a prototype class's say (labeling.embeddings.prototypes), which overrides
+    the model: accept labels the item with that class, maybe sends it to humans."""
     label_index, confidence, auto = routing.route(probs, thresholds)
     label = labels[label_index]
+    if prototype is not None:
+        auto = prototype.decision == "accept"
+        label = prototype.label
+        confidence = 1.0 - prototype.distance if prototype.distance is not None else 0.0
     credit_pending = False
     rule = credited_label(item)
     if rule is not None:
         credited = next((lab for lab in labels if lab.name == rule[1]), None)
-        p_credit = float(probs[credited.position]) if credited else 0.0
+        p_credit = float(probs[labels.index(credited)]) if credited in labels else 0.0
+        if prototype is not None:
+            p_credit = 1.0 if auto and label.name == rule[1] else (0.0 if auto else 0.5)
         credit = credit_decide(item=item, source=ItemSource.MACHINE, probability=p_credit)
-        credit_pending = credit is not None and credit.outcome == "pending"
+        # A reused photo's credit waits for an admin's look at the pair, not for inspectors.
+        credit_pending = credit is not None and credit.outcome == "pending" and not item.reused
     if auto and not credit_pending and rng.random() < project.audit_rate:
         decision = PredictionDecision.AUDIT
     elif auto and not credit_pending:

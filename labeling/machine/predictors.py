@@ -37,10 +37,14 @@ def predictor_for(model_version: ModelVersion):
         return _predictors[key]
 
 
-def class_names_mismatch(project: Project, class_names: list[str]) -> str | None:
+def class_names_mismatch(
+    project: Project, class_names: list[str], *, labels: list | None = None
+) -> str | None:
     """Why a model trained on ``class_names`` cannot serve ``project`` (None when it can): the
-    classes must be the project's labels, in the project's order, by name or display name."""
-    labels = list(project.labels.all())
+    classes must be the project's labels, in the project's order, by name or display name.
+    ``labels``: the labels the model must cover, if not all (a prototype class it does not know
+    is routed by distance; labeling.embeddings.prototypes.model_labels)."""
+    labels = list(project.labels.all()) if labels is None else labels
     if len(labels) == len(class_names) and all(
         trained in (label.name, label.display_name)
         for label, trained in zip(labels, class_names, strict=True)

@@ -8,6 +8,18 @@ from labeling.models.annotations import (
     GoldItem,
     GoldOrigin,
 )
+from labeling.models.embeddings import (
+    CatalogImage,
+    Embedding,
+    EmbeddingSpace,
+    LabelReview,
+    Prototype,
+    PrototypeStatus,
+    ReuseMatch,
+    ReuseStatus,
+    ReviewStatus,
+    SpaceStatus,
+)
 from labeling.models.items import Item, ItemSource, ItemStatus
 from labeling.models.manifests import Manifest, ManifestKind
 from labeling.models.mlmodels import ModelStatus, ModelVersion, Prediction, PredictionDecision
@@ -17,12 +29,24 @@ from labeling.models.projects import (
     MemberRole,
     Membership,
     Project,
+    ReusePolicy,
     ThresholdChange,
     ThresholdMode,
 )
 from labeling.models.results import CostEntry, CostKind, CreditDecision, CreditOutcome
 
 __all__ = [
+    "CatalogImage",
+    "Embedding",
+    "EmbeddingSpace",
+    "LabelReview",
+    "Prototype",
+    "PrototypeStatus",
+    "ReuseMatch",
+    "ReusePolicy",
+    "ReuseStatus",
+    "ReviewStatus",
+    "SpaceStatus",
     "AssignmentStatus",
     "CostKind",
     "CostMode",

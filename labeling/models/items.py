@@ -59,6 +59,9 @@ class Item(TimeStamped):
     # Auto-labeled, but also sent to humans to measure live machine precision.
     is_audit = models.BooleanField(default=False)
     prediction_error = models.TextField(blank=True)
+    # The photo is an earlier image or a shop catalog photo again (labeling.embeddings.reuse);
+    # the match itself, with the image it links to, is its ReuseMatch.
+    reused = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]

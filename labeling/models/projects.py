@@ -29,10 +29,17 @@ class MemberRole(models.TextChoices):
     MANAGER = "manager", "Manager"
 
 
+class ReusePolicy(models.TextChoices):
+    REVIEW = "review", "Send to an admin before any credit"
+    DENY = "deny", "Deny the credit"
+
+
 class Project(TimeStamped):
     ThresholdMode = ThresholdMode
 
     CostMode = CostMode
+
+    ReusePolicy = ReusePolicy
 
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
@@ -98,6 +105,10 @@ class Project(TimeStamped):
     )
     credit_grant_threshold = models.FloatField(default=0.95, validators=unit_interval)
     credit_deny_threshold = models.FloatField(default=0.05, validators=unit_interval)
+    # What a reused photo (an earlier image or a catalog photo again) does to its credit.
+    reuse_policy = models.CharField(
+        max_length=8, choices=ReusePolicy.choices, default=ReusePolicy.REVIEW
+    )
 
     class Meta:
         ordering = ["name"]
@@ -117,6 +128,7 @@ class Project(TimeStamped):
             ),
             choices_check("threshold_mode", ThresholdMode, "project_threshold_mode_valid"),
             choices_check("cost_mode", CostMode, "project_cost_mode_valid"),
+            choices_check("reuse_policy", ReusePolicy, "project_reuse_policy_valid"),
         ]
 
     def __str__(self) -> str:

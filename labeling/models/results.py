@@ -26,6 +26,8 @@ class CreditDecision(TimeStamped):
     source = models.CharField(max_length=10, choices=ItemSource.choices, blank=True)
     probability = models.FloatField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Why, when it is not the label alone (a reused photo).
+    reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

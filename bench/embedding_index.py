@@ -1,0 +1,172 @@
+"""The vector index at 1,000,000 images: insert rate, query latency (p50/p95/p99), memory, file
+size, reopening time, and recall of near-duplicates; plus the exhaustive perceptual-hash scan
+the reuse check runs per new image.
+
+Vectors are synthetic but shaped like the service's: 1,280 dimensions (EfficientNet-Lite0's
+penultimate features), L2-normalised, clustered (1,000 centres, as images cluster by product),
+added in batches of 10,000 as a worker would over time. Queries are perturbed copies of indexed
+vectors (a reused photo's embedding is near, not equal to, its original's), searched one at a
+time as the reuse check and the similar-image page do.
+
+    flock /tmp/cpu-heavy.lock .venv/bin/python bench/embedding_index.py [--n 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from ml.perceptual_hash import HashTable  # noqa: E402
+from ml.vector_index import VectorIndex  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "embedding_index.json"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def batches(n: int, dim: int, batch: int, seed: int, centres: np.ndarray):
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, batch):
+        size = min(batch, n - start)
+        which = rng.integers(0, len(centres), size)
+        # Each vector: its centre plus noise of about the same length (cosine ~0.7 to its
+        # centre), so neighbours are close but not trivially so.
+        noise = rng.standard_normal((size, dim)).astype(np.float32) / np.sqrt(dim)
+        x = centres[which] + noise
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield start, x.astype(np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=1_000_000)
+    parser.add_argument("--dim", type=int, default=1280)
+    parser.add_argument("--batch", type=int, default=10_000)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--k", type=int, default=11)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    load_before = os.getloadavg()
+    rng = np.random.default_rng(args.seed)
+    centres = rng.standard_normal((1000, args.dim)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+
+    rss_start = rss_mb()
+    index = VectorIndex(args.dim)
+    table = HashTable()
+    query_ids = np.sort(rng.choice(args.n, size=args.queries, replace=False))
+    originals = np.zeros((args.queries, args.dim), dtype=np.float32)
+    insert_s = 0.0
+    progress = []
+    for start, x in batches(args.n, args.dim, args.batch, args.seed + 1, centres):
+        keys = np.arange(start, start + len(x))
+        t = time.perf_counter()
+        index.add(keys, x, threads=args.threads)
+        insert_s += time.perf_counter() - t
+        table.add(keys, rng.integers(-(2**63), 2**63 - 1, size=(len(x), 2), dtype=np.int64))
+        inside = (query_ids >= start) & (query_ids < start + len(x))
+        originals[inside] = x[query_ids[inside] - start]
+        if (start + len(x)) % 100_000 == 0:
+            progress.append(
+                {"vectors": start + len(x), "insert_per_s": round((start + len(x)) / insert_s)}
+            )
+            print(progress[-1], flush=True)
+    rss_built = rss_mb()
+
+    noise = rng.standard_normal(originals.shape).astype(np.float32)
+    queries = originals + 0.25 * noise / np.linalg.norm(noise, axis=1, keepdims=True)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+
+    def timed_search(ix: VectorIndex) -> tuple[np.ndarray, float]:
+        latencies, hits = [], 0
+        for q, truth in zip(queries, query_ids, strict=True):
+            t = time.perf_counter()
+            keys, _ = ix.search(q[None], args.k)
+            latencies.append(time.perf_counter() - t)
+            hits += int(keys[0, 0] == truth)
+        return np.array(latencies) * 1000, hits / len(queries)
+
+    latencies, recall = timed_search(index)
+    hash_latencies = []
+    for h in table.hashes[query_ids[:200]]:
+        t = time.perf_counter()
+        table.nearest(h)
+        hash_latencies.append((time.perf_counter() - t) * 1000)
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "space-1.usearch"
+        t = time.perf_counter()
+        index.save(path)
+        save_s = time.perf_counter() - t
+        size_mb = path.stat().st_size / 2**20
+        memory_mb = index.memory_bytes / 2**20
+        del index
+        rss_freed = rss_mb()
+        t = time.perf_counter()
+        viewed = VectorIndex.load(path, ndim=args.dim, view=True)
+        view_s = time.perf_counter() - t
+        view_latencies, view_recall = timed_search(viewed)
+        rss_viewed = rss_mb()
+        del viewed
+
+    def pct(values: np.ndarray) -> dict:
+        return {f"p{q}": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)}
+
+    result = {
+        "vectors": args.n,
+        "dim": args.dim,
+        "dtype": "i8 (usearch HNSW, M=16, ef_construction=64, ef_search=96)",
+        "insert_per_s": round(args.n / insert_s),
+        "insert_seconds": round(insert_s, 1),
+        "query_ms": pct(latencies),
+        "query_p95_ms": round(float(np.percentile(latencies, 95)), 3),
+        "recall_at_1": round(recall, 4),
+        "viewed_query_ms": pct(view_latencies),
+        "viewed_recall_at_1": round(view_recall, 4),
+        "index_memory_mb": round(memory_mb, 1),
+        "process_rss_mb": {
+            "start": round(rss_start),
+            "built": round(rss_built),
+            "after_free": round(rss_freed),
+            "viewed_and_searched": round(rss_viewed),
+        },
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "file_mb": round(size_mb, 1),
+        "save_seconds": round(save_s, 1),
+        "view_seconds": round(view_s, 3),
+        "hash_scan_ms": pct(np.array(hash_latencies)),
+        "insert_progress": progress,
+        "queries": args.queries,
+        "k": args.k,
+        "threads": args.threads,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_before": [round(x, 2) for x in load_before],
+            "load_after": [round(x, 2) for x in os.getloadavg()],
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "insert_progress"}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

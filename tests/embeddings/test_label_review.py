@@ -1,0 +1,96 @@
+"""Label-error review: human labels that the model's earlier, confident predictions contradict
+go to the recheck queue; an expert's decision keeps or changes the label."""
+
+import numpy as np
+import pytest
+from django.test import Client
+
+from labeling.answers import item_finalize
+from labeling.embeddings.label_review import label_review_run
+from labeling.ingest import Upload, item_ingest
+from labeling.models import Item, ItemSource, LabelReview, ModelVersion, Prediction
+from tests.conftest import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def labeled(project, settings):
+    """120 images a calibrated model predicted before humans labeled them; 12 human labels
+    contradict a prediction more confident than the model usually is for that class."""
+    model = ModelVersion.objects.create(
+        project=project,
+        version=1,
+        status=ModelVersion.Status.ACTIVE,
+        temperature=1.0,
+        metrics={"class_names": project.label_names()},
+    )
+    project.active_model = model
+    project.save()
+    labels = list(project.labels.all())
+    rng = np.random.default_rng(0)
+    uploads = [Upload(f"i{i}.png", image_bytes(color=(i, 2 * i % 256, 7))) for i in range(120)]
+    ids = item_ingest(project=project, uploads=uploads, queue_prediction=False).created_ids
+    wrong = set(ids[::10])
+    for n, item in enumerate(Item.objects.filter(pk__in=ids).order_by("pk")):
+        truth = n % 4
+        top = 0.97 if item.pk in wrong else rng.uniform(0.75, 0.95)
+        probs = np.full(4, (1 - top) / 3)
+        probs[truth] = top
+        Prediction.objects.create(
+            item=item,
+            model_version=model,
+            probabilities=(probs / probs.sum()).round(5).tolist(),
+            label=labels[truth],
+            confidence=float(probs.max()),
+            decision="queued",
+        )
+        given = labels[(truth + 1) % 4] if item.pk in wrong else labels[truth]
+        item_finalize(item=item, label=given, source=ItemSource.CONSENSUS, confidence=0.97)
+    return ids, wrong
+
+
+def test_contradicted_labels_go_to_the_recheck_queue(project, labeled):
+    ids, wrong = labeled
+    result = label_review_run(project=project)
+    assert result["checked"] == 120
+    flagged = set(LabelReview.objects.values_list("item_id", flat=True))
+    assert flagged == wrong
+    review = LabelReview.objects.first()
+    assert review.suggested_probability > 0.9 and review.given_probability < 0.1
+    again = label_review_run(project=project)  # nothing flagged twice
+    assert again["flagged"] == 0 and LabelReview.objects.count() == len(wrong)
+
+
+def test_an_expert_keeps_or_changes_the_label(project, people, labeled):
+    label_review_run(project=project)
+    admin = Client()
+    admin.force_login(people["admin"])
+    listed = admin.get("/api/projects/reviews/rechecks/").json()["results"]
+    assert len(listed) == len(labeled[1])
+    first, second = listed[0], listed[1]
+    changed = admin.post(
+        f"/api/projects/reviews/rechecks/{first['id']}/decide/",
+        {"label": first["suggested_label"]},
+        content_type="application/json",
+    )
+    assert changed.status_code == 200 and changed.json()["status"] == "relabeled"
+    item = Item.objects.get(pk=first["item"])
+    assert (item.final_label.name, item.final_source) == (first["suggested_label"], "expert")
+    kept = admin.post(f"/p/reviews/recheck/{second['id']}/decide", {"label": second["given_label"]})
+    assert kept.status_code == 302
+    assert LabelReview.objects.get(pk=second["id"]).status == "kept"
+    twice = admin.post(
+        f"/api/projects/reviews/rechecks/{first['id']}/decide/",
+        {"label": "package"},
+        content_type="application/json",
+    )
+    assert twice.status_code == 400 and "already decided" in twice.json()["detail"]
+    page = admin.get("/p/reviews/recheck/")
+    assert page.status_code == 200 and page.content.count(b'class="card" id="review-') == (
+        len(labeled[1]) - 2
+    )
+
+
+def test_without_a_model_nothing_is_flagged(project):
+    assert label_review_run(project=project)["flagged"] == 0

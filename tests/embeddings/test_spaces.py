@@ -1,0 +1,94 @@
+"""A model change: the new model's embedding space is built from every image while the old one
+serves, then takes over; vectors of two networks are never compared."""
+
+import pytest
+from django.test import Client
+
+from labeling.embeddings.build import space_build
+from labeling.embeddings.spaces import space_for_model
+from labeling.ingest import Upload, item_ingest
+from labeling.machine.promotion import model_promote
+from labeling.models import Embedding, EmbeddingSpace, Item, ReuseMatch, SpaceStatus
+from tests.embeddings.test_prototypes import cross_png
+from tests.machine.fixtures import add_shapes, install_model, shapes_project
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_promoted_model_gets_its_own_space_built_from_every_image(
+    db, tiny_checkpoint, settings, run_jobs, make_user
+):
+    project = shapes_project(audit_rate=0.0, gold_rate=0.0)
+    first = run_jobs(add_shapes, project=project, n=12)  # no model: ImageNet space
+    imagenet = EmbeddingSpace.objects.get(project=project)
+    assert imagenet.status == SpaceStatus.ACTIVE and imagenet.model_version is None
+    assert Embedding.objects.filter(space=imagenet).count() == 12
+
+    model = install_model(project, tiny_checkpoint)
+    model_promote(model=model)
+    # The next batch runs the model: its vectors open the model's space, which is built, not
+    # yet used (the build job is queued on commit; here it has not run).
+    late = add_shapes(project, 3, offset=50, queue_prediction=False)
+    from labeling.machine.predict import items_predict
+
+    items_predict(item_ids=late)
+    building = EmbeddingSpace.objects.get(project=project, model_version=model)
+    assert building.status == SpaceStatus.BUILDING
+    assert EmbeddingSpace.objects.get(pk=imagenet.pk).status == SpaceStatus.ACTIVE
+
+    built = space_build(space_id=building.pk)  # what the worker's job does
+    assert built.status == SpaceStatus.ACTIVE
+    assert EmbeddingSpace.objects.get(pk=imagenet.pk).status == SpaceStatus.RETIRED
+    assert not Embedding.objects.filter(space=imagenet).exists()  # old vectors are dropped
+    embedded = set(Embedding.objects.filter(space=built).values_list("item_id", flat=True))
+    assert embedded == set(first) | set(late)
+    assert Embedding.objects.filter(space=built).first().vector  # the model's own vectors
+
+    # Search and reuse now run in the new space.
+    admin = make_user("space-admin")
+    admin.is_superuser = True
+    admin.save()
+    client = Client()
+    client.force_login(admin)
+    near = client.get(f"/api/projects/shapes/items/{first[0]}/similar/?k=3").json()
+    assert len(near["results"]) == 3
+    again = run_jobs(
+        item_ingest,
+        project=project,
+        uploads=[Upload("copy.jpg", cross_png(1, fmt="JPEG")), Upload("x.png", cross_png(1))],
+    ).created_ids
+    match = ReuseMatch.objects.get(item_id=max(again))
+    assert match.matched_item_id == min(again) and match.space_id == built.pk
+    state = client.get("/api/projects/shapes/embeddings/").json()
+    assert state["embedded"] == Item.objects.filter(project=project).count()
+    assert [s["status"] for s in state["spaces"]] == ["active"]
+
+    # Back to a network whose space was retired: it is built again, not half used.
+    retired = space_for_model(project=project, model=None, dim=built.dim)
+    assert retired.pk == imagenet.pk and retired.status == SpaceStatus.BUILDING
+
+
+def test_a_crashed_build_resumes_where_it_stopped(db, tiny_checkpoint, settings, run_jobs):
+    project = shapes_project(slug="resume", audit_rate=0.0, gold_rate=0.0)
+    run_jobs(add_shapes, project=project, n=8)
+    model = install_model(project, tiny_checkpoint)
+    model_promote(model=model)
+    space = EmbeddingSpace.objects.create(
+        project=project, name="model:manual", model_version=model, dim=1280
+    )
+    # Half embedded before the "crash".
+    from labeling.embeddings.store import owners_embed
+
+    half = list(Item.objects.filter(project=project).order_by("pk")[:4])
+    owners_embed(space=space, owners=half)
+    space_build(space_id=space.pk)
+    space.refresh_from_db()
+    assert space.status == SpaceStatus.ACTIVE
+    assert Embedding.objects.filter(space=space).count() == 8
+
+
+def test_the_web_side_names_the_same_imagenet_backbone_as_the_factory():
+    from labeling.embeddings.spaces import IMAGENET_ARCHITECTURE
+    from ml.factory import DEFAULT_ARCHITECTURE
+
+    assert IMAGENET_ARCHITECTURE == DEFAULT_ARCHITECTURE
