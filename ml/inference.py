@@ -3,6 +3,10 @@
 Calibrated probabilities come out (the checkpoint's temperature is applied), which is what the
 routing thresholds were chosen on. A stored image that cannot be decoded gets an error entry for
 its index and a row of NaNs; the rest of the batch is predicted as usual.
+
+``Predictor.score(images)`` also returns what the shift check (``ml.shift``) compares with the
+model's reference: the penultimate features and the input's image statistics, from the same
+forward pass, and ``Predictor.shift`` is the checkpoint's reference (``shift.npz``) if it has one.
 """
 
 from __future__ import annotations
@@ -19,11 +23,22 @@ from ml import thresholds as routing
 from ml.checkpoint import load_checkpoint
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
 from ml.preprocess import ImageSource, PreprocessConfig, normalize, to_uint8_array
+from ml.shift import ShiftReference, ShiftScores, image_statistics
 
 
 class Predictions(NamedTuple):
     probs: np.ndarray  # N×K calibrated probabilities; NaN rows where decoding failed
     errors: dict[int, str]  # index in the input → why it could not be predicted
+
+
+class Scored(NamedTuple):
+    """Everything one forward pass tells about a batch (NaN rows where decoding failed)."""
+
+    probs: np.ndarray  # N×K calibrated probabilities
+    logits: np.ndarray  # N×K before temperature
+    features: np.ndarray  # N×D penultimate features (what the classifier reads)
+    image_stats: np.ndarray  # N×9 statistics of the model input (ml.shift.image_statistics)
+    errors: dict[int, str]
 
 
 class Predictor:
@@ -51,6 +66,7 @@ class Predictor:
         self.temperature = float(temperature)
         self.thresholds = list(thresholds) if thresholds is not None else None
         self.config = config or {}
+        self.shift: ShiftReference | None = None  # set by load() when the checkpoint has one
 
     @classmethod
     def load(
@@ -58,7 +74,7 @@ class Predictor:
     ) -> Predictor:
         """Load a checkpoint written by :func:`ml.training.train`."""
         model, config = load_checkpoint(checkpoint_dir, verify=verify)
-        return cls(
+        predictor = cls(
             model,
             PreprocessConfig.from_dict(config["preprocess"]),
             config["class_names"],
@@ -67,6 +83,8 @@ class Predictor:
             config=config,
             num_threads=num_threads,
         )
+        predictor.shift = ShiftReference.load(checkpoint_dir)
+        return predictor
 
     @classmethod
     def imagenet(
@@ -90,10 +108,25 @@ class Predictor:
         """Raw logits for an already preprocessed ``N×3×S×S`` batch."""
         return self.model(batch.contiguous(memory_format=torch.channels_last)).float()
 
+    @torch.inference_mode()
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate features of a preprocessed batch, in one forward pass."""
+        x = self.model.forward_features(batch.contiguous(memory_format=torch.channels_last))
+        features = self.model.forward_head(x, pre_logits=True)
+        return self.model.get_classifier()(features).float(), features.float()
+
     def predict(self, images: Sequence[ImageSource], batch_size: int = 64) -> Predictions:
         """Calibrated class probabilities for ``images`` (paths, bytes, files, arrays, PIL)."""
+        scored = self.score(images, batch_size=batch_size)
+        return Predictions(scored.probs, scored.errors)
+
+    def score(self, images: Sequence[ImageSource], batch_size: int = 64) -> Scored:
+        """Probabilities, logits, penultimate features and image statistics for ``images``."""
         n = len(images)
         probs = np.full((n, self.num_classes), np.nan, dtype=np.float64)
+        logits_out = np.full((n, self.num_classes), np.nan, dtype=np.float64)
+        features_out: np.ndarray | None = None
+        stats_out = np.full((n, 9), np.nan, dtype=np.float64)
         errors: dict[int, str] = {}
         # Decode one batch at a time so memory stays bounded however many images come in.
         for start in range(0, n, batch_size):
@@ -106,10 +139,26 @@ class Predictor:
                     errors[i] = f"{type(exc).__name__}: {exc}"
             if not arrays:
                 continue
-            logits = self.logits(normalize(np.stack(arrays), self.preprocess))
-            scaled = logits.double() / self.temperature
-            probs[indices] = torch.softmax(scaled, dim=1).numpy()
-        return Predictions(probs, errors)
+            batch = np.stack(arrays)
+            logits, features = self.logits_and_features(normalize(batch, self.preprocess))
+            if features_out is None:
+                features_out = np.full((n, features.shape[1]), np.nan, dtype=np.float32)
+            features_out[indices] = features.numpy()
+            logits_out[indices] = logits.double().numpy()
+            probs[indices] = torch.softmax(logits.double() / self.temperature, dim=1).numpy()
+            stats_out[indices] = image_statistics(batch)
+        if features_out is None:
+            features_out = np.full((n, 0), np.nan, dtype=np.float32)
+        return Scored(probs, logits_out, features_out, stats_out, errors)
+
+    def shift_scores(self, scored: Scored) -> ShiftScores | None:
+        """How unusual each image is against the checkpoint's reference (None without one);
+        failed rows get NaN scores and p-values."""
+        if self.shift is None or not self.shift.calibrated or scored.features.shape[1] == 0:
+            return None
+        return self.shift.score(
+            np.nan_to_num(scored.features), np.nan_to_num(scored.image_stats)
+        ).masked(np.isnan(scored.probs).any(axis=1))
 
     def route(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, confidences, auto mask)`` with the checkpoint's thresholds.

@@ -3,7 +3,10 @@
 Routing rule (DESIGN.md): an item is auto-labeled when its calibrated confidence reaches its
 predicted class's accept threshold, unless that class is paused by the live audit or its review
 credit falls between the two credit thresholds; otherwise it goes to the human queue. A random
-``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision.
+``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision
+(more of a suspect class: ``labeling.machine.audit.audit_rates``). The shift guard
+(``labeling.machine.shift_guard``) sends images unlike the model's calibration images to humans
+and pauses the project on a sustained shift.
 """
 
 import logging
@@ -12,14 +15,16 @@ import random
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from labeling.answers import item_finalize
 from labeling.costs import cost_record_predictions
 from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
+from labeling.machine.audit import audit_rates
 from labeling.machine.predictors import class_names_mismatch, predictor_for, project_thresholds
+from labeling.machine.shift_guard import shift_guard_open
 from labeling.models import (
     Assignment,
     GoldItem,
@@ -50,6 +55,14 @@ def reroutable_items(project: Project):
         )
         .exclude(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
         .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"))))
+        # Sent to humans on purpose (unusual images, auto-labels taken back): they stay there.
+        .exclude(
+            Exists(
+                Prediction.objects.filter(item=OuterRef("pk")).filter(
+                    Q(unusual=True) | Q(decision=PredictionDecision.RECHECK)
+                )
+            )
+        )
     )
 
 
@@ -61,7 +74,14 @@ def items_predict(
     version) constraint means a repeated batch never predicts an item twice. Re-routing an item
     the active model already saw reuses its stored probabilities instead of running the model."""
     rng = rng or random.Random()
-    counts = {"auto_labeled": 0, "queued": 0, "audit": 0, "failed": 0, "skipped": 0}
+    counts = {
+        "auto_labeled": 0,
+        "queued": 0,
+        "audit": 0,
+        "failed": 0,
+        "skipped": 0,
+        "unusual": 0,
+    }
     items = list(
         Item.objects.filter(pk__in=item_ids).select_related("project__active_model").order_by("pk")
     )
@@ -91,8 +111,10 @@ def items_predict(
         scored: list[tuple[Item, np.ndarray, Prediction | None]] = [
             (i, np.asarray(stored[i.pk].probabilities, dtype=float), stored[i.pk]) for i in known
         ]
+        pvalues = {i.pk: stored[i.pk].shift_pvalue for i in known}
         if fresh:
-            probs, errors = _predict(project, model, fresh)
+            probs, errors, fresh_pvalues = _predict(project, model, fresh)
+            pvalues.update(fresh_pvalues)
             for item in fresh:
                 if item.pk in errors:
                     _record_failure(model, item, errors[item.pk])
@@ -100,12 +122,14 @@ def items_predict(
                 else:
                     scored.append((item, probs[item.pk], None))
         if scored:
-            _route_batch(project, model, scored, counts, rng, reroute=reroute)
+            _route_batch(project, model, scored, counts, rng, reroute=reroute, pvalues=pvalues)
     return counts
 
 
-def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[dict, dict]:
-    """Calibrated probabilities per item id, and the reason per item that could not be read."""
+def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[dict, dict, dict]:
+    """Calibrated probabilities per item id, the reason per item that could not be read, and
+    per item id how usual the image is for the model (``ml.shift`` p-value; None without a
+    reference)."""
     predictor = predictor_for(model)
     mismatch = class_names_mismatch(project, predictor.class_names)
     if mismatch:
@@ -117,27 +141,34 @@ def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[
             readable.append(item)
         except OSError as exc:
             errors[item.pk] = f"cannot read the stored image: {exc}"
-    result = predictor.predict(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
-    probs = {}
+    result = predictor.score(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
+    shift = predictor.shift_scores(result)
+    probs, pvalues = {}, {}
     for index, item in enumerate(readable):
         if index in result.errors:
             errors[item.pk] = result.errors[index]
         else:
             probs[item.pk] = result.probs[index]
-    return probs, errors
+            pvalues[item.pk] = None if shift is None else float(shift.pvalue[index])
+    return probs, errors, pvalues
 
 
-def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) -> None:
+def _route_batch(
+    project, model, scored, counts: dict, rng, *, reroute: bool, pvalues: dict
+) -> None:
     """Route every scored item in one transaction, each under its row lock, re-checking under
     the lock that it is still waiting for a machine decision."""
     labels = list(project.labels.all())
     thresholds = project_thresholds(project, model)
+    rates = audit_rates(project=project, model_version_id=model.pk)
     untouched = set(
         reroutable_items(project)
         .filter(pk__in=[i.pk for i, _, _ in scored])
         .values_list("pk", flat=True)
     )
     with transaction.atomic():
+        # The shift guard first: it locks the project's row (always before items' rows).
+        guard = shift_guard_open(project=project, model=model)
         locked = (
             Item.objects.select_for_update(of=("self",))
             .select_related("project")
@@ -152,8 +183,10 @@ def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) ->
             if not waiting:
                 counts["skipped"] += 1
                 continue
+            pvalue = pvalues.get(current.pk)
+            to_humans = guard.to_humans(pvalue, fresh=prediction is None)
             decision, label, confidence = _route_one(
-                project, current, probs, labels, thresholds, rng
+                project, current, probs, labels, thresholds, rng, to_humans=to_humans, rates=rates
             )
             if prediction is None:
                 new_predictions.append(
@@ -164,27 +197,39 @@ def _route_batch(project, model, scored, counts: dict, rng, *, reroute: bool) ->
                         label=label,
                         confidence=confidence,
                         decision=decision,
+                        shift_pvalue=pvalue,
+                        unusual=guard.unusual(pvalue),
                     )
                 )
             elif prediction.decision != decision:
                 Prediction.objects.filter(pk=prediction.pk).update(decision=decision)
             counts[decision] += 1
+            counts["unusual"] += int(guard.unusual(pvalue))
         Prediction.objects.bulk_create(new_predictions)
         cost_record_predictions(project=project, count=len(new_predictions))
+        guard.close()
 
 
-def _route_one(project, item: Item, probs, labels, thresholds, rng) -> tuple[str, object, float]:
-    """The routing rule for one item; applies it to the item and returns the decision."""
+def _route_one(
+    project, item: Item, probs, labels, thresholds, rng, *, to_humans: bool, rates: dict
+) -> tuple[str, object, float]:
+    """The routing rule for one item; applies it to the item and returns the decision.
+    ``to_humans``: the shift guard's verdict (an unusual image, or a shift alert standing)."""
     label_index, confidence, auto = routing.route(probs, thresholds)
     label = labels[label_index]
     credit_pending = False
     rule = credited_label(item)
-    if rule is not None:
+    if rule is not None and to_humans:
+        # The model's probabilities say nothing reliable about an unusual image: a human decides.
+        credit_decide(item=item, source="", label_name=None)
+        credit_pending = True
+    elif rule is not None:
         credited = next((lab for lab in labels if lab.name == rule[1]), None)
         p_credit = float(probs[credited.position]) if credited else 0.0
         credit = credit_decide(item=item, source=ItemSource.MACHINE, probability=p_credit)
         credit_pending = credit is not None and credit.outcome == "pending"
-    if auto and not credit_pending and rng.random() < project.audit_rate:
+    auto = auto and not to_humans
+    if auto and not credit_pending and rng.random() < rates.get(label.name, project.audit_rate):
         decision = PredictionDecision.AUDIT
     elif auto and not credit_pending:
         decision = PredictionDecision.AUTO_LABELED

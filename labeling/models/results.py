@@ -26,6 +26,10 @@ class CreditDecision(TimeStamped):
     source = models.CharField(max_length=10, choices=ItemSource.choices, blank=True)
     probability = models.FloatField(null=True, blank=True)
     decided_at = models.DateTimeField(null=True, blank=True)
+    # Set when a decision the machine made is taken back (its auto-label returned to humans
+    # after a failed audit or a shift alarm): the shop's systems see that and why.
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopen_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
