@@ -219,10 +219,11 @@ TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.00
 TRAIN_AUGMENT_VIEWS = int(os.environ.get("TRAIN_AUGMENT_VIEWS", 2))
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
 # Shift protection (ml.shift, labeling.machine.shift_guard): the share of ordinary images sent
-# to humans as unusual, the flag rate the drift alarm is built to catch, and how many ordinary
-# images pass between false alarms at least.
+# to humans as unusual; the p-value level of the images the drift monitor counts as odd, the
+# share of odd images it is built to catch; how many ordinary images pass between false alarms.
 SHIFT_ALPHA = float(os.environ.get("SHIFT_ALPHA", 0.01))
-SHIFT_DRIFT_RATE = float(os.environ.get("SHIFT_DRIFT_RATE", 0.10))
+SHIFT_DRIFT_LEVEL = float(os.environ.get("SHIFT_DRIFT_LEVEL", 0.10))
+SHIFT_DRIFT_RATE = float(os.environ.get("SHIFT_DRIFT_RATE", 0.30))
 SHIFT_FALSE_ALARM_IMAGES = float(os.environ.get("SHIFT_FALSE_ALARM_IMAGES", 1_000_000))
 # The live audit (labeling.machine.audit): the raised audit rate of a suspect class and of every
 # class after a shift alarm, until it has passed this many audits.

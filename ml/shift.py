@@ -20,8 +20,11 @@ held-out ones, ``P(p ≤ α) ≤ α``, whatever the model; ``flag`` combines the
 p-values (Bonferroni: flagged when either is ≤ α/2), so at most an ``α`` share of ordinary images
 is flagged (sent to humans), and a much larger share of shifted ones.
 
-**Drift** is a sustained rise in that flag rate. A Bernoulli CUSUM (Page 1954) accumulates the
-log-likelihood ratio of "flag rate ``p1``" against "flag rate ``p0``" and alarms when it crosses
+**Drift** is a sustained rise in the share of *odd* images, those whose combined p-value is at
+most a looser level (``DEFAULT_DRIFT_LEVEL``, 0.1; ordinary images: at most 10 %). Counting odd
+rather than unusual images sees a moderate shift that moves most images' scores but few of them
+past the routing level, at no cost in routing. A Bernoulli CUSUM (Page 1954) accumulates the
+log-likelihood ratio of "odd rate ``p1``" against "odd rate ``p0``" and alarms when it crosses
 ``h``; the images since it was last zero are the estimated start of the shift. ``h`` comes from
 the exact average run length of the CUSUM's Markov chain (:func:`cusum_threshold`), chosen so
 that images exchangeable with the held-out ones raise a false alarm less than once per
@@ -45,7 +48,8 @@ from scipy.sparse import linalg as sparse_linalg
 
 SHIFT_FILE = "shift.npz"
 DEFAULT_ALPHA = 0.01  # share of ordinary images sent to humans as unusual
-DEFAULT_P1 = 0.10  # the flag rate the drift alarm is designed to catch quickly
+DEFAULT_DRIFT_LEVEL = 0.10  # the drift monitor counts images with p ≤ this ("odd")
+DEFAULT_P1 = 0.30  # the share of odd images the drift alarm is designed to catch quickly
 DEFAULT_ARL = 1_000_000  # images between false drift alarms, at least, on ordinary images
 BORDER = 0.08  # the outer 8 % of each side is "the border"
 
@@ -228,13 +232,25 @@ class ShiftReference:
     def flags(self, scores: ShiftScores) -> np.ndarray:
         return scores.pvalue <= self.alpha
 
-    def summary(self, *, p1: float = DEFAULT_P1, arl: float = DEFAULT_ARL) -> dict:
-        """What the service keeps with the model version (plain values): the level, the
-        calibration size, and the drift alarm built for it (None: too few held-out images)."""
+    def summary(
+        self,
+        *,
+        drift_level: float = DEFAULT_DRIFT_LEVEL,
+        p1: float = DEFAULT_P1,
+        arl: float = DEFAULT_ARL,
+    ) -> dict:
+        """What the service keeps with the model version (plain values): the routing level,
+        the calibration size, and the drift alarm built for it (None when too few held-out
+        images exist to flag anything at the routing level)."""
         n = int(min(len(self.feature_calibration), len(self.image_calibration)))
-        cusum = cusum_threshold(alpha=self.alpha, n_calibration=n, p1=p1, arl=arl)
+        cusum = (
+            cusum_threshold(alpha=drift_level, n_calibration=n, p1=p1, arl=arl)
+            if can_flag(self.alpha, n)
+            else None
+        )
         return {
             "alpha": self.alpha,
+            "drift_level": drift_level,
             "calibration_items": n,
             "source": self.source,
             "cusum": None if cusum is None else {"p0": cusum.p0, "p1": cusum.p1, "h": cusum.h},

@@ -154,6 +154,8 @@ def heldout_save(
     if reference is not None:
         reference.save(output)
         data["shift"] = reference.summary(
-            p1=settings.SHIFT_DRIFT_RATE, arl=settings.SHIFT_FALSE_ALARM_IMAGES
+            drift_level=settings.SHIFT_DRIFT_LEVEL,
+            p1=settings.SHIFT_DRIFT_RATE,
+            arl=settings.SHIFT_FALSE_ALARM_IMAGES,
         )
     return data

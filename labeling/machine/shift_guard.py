@@ -7,9 +7,10 @@ and this guard, called by ``labeling.machine.predict`` for each image in routing
 
 * sends an **unusual** image (p-value ≤ ``SHIFT_ALPHA``) to humans whatever its confidence, and
   lets no machine credit decision stand on it;
-* feeds every freshly predicted image's flag to the project's **drift monitor** (a CUSUM on the
-  flag rate). When it alarms, a shift alert is raised (project page, thresholds page, API),
-  auto-labeling of the whole project stops until an admin resumes it, and every auto-label
+* feeds every freshly predicted image to the project's **drift monitor** (a CUSUM on the share
+  of images with p-value ≤ 0.1, "odd" ones; ordinary images: at most 10 %). When it alarms, a
+  shift alert is raised (project page, thresholds page, API), auto-labeling of the whole
+  project stops until an admin resumes it, and every auto-label
   since the estimated start of the shift goes back to humans with its credit reopened
   (``labeling.machine.recheck``). After the admin resumes, every class is audited at the raised
   rate until it has passed ``AUDIT_PROBATION`` audits (``labeling.machine.audit``).
@@ -48,6 +49,7 @@ class ShiftGuard:
         self.model = model
         summary = shift_settings(model) or {}
         self.alpha = float(summary.get("alpha") or settings.SHIFT_ALPHA)
+        self.drift_level = float(summary.get("drift_level") or self.alpha)
         cusum = summary.get("cusum")
         self.cusum = Cusum(**cusum) if cusum else None
         monitor = project.shift_monitor or {}
@@ -73,7 +75,7 @@ class ShiftGuard:
             if self.state.statistic <= 0.0:
                 # A new run may start here: remember when, for the look-back if it alarms.
                 self.monitor["run_started_at"] = timezone.now().isoformat()
-            if drift_update(self.state, flagged, self.cusum):
+            if drift_update(self.state, pvalue <= self.drift_level, self.cusum):
                 self.alarm = self._alert()
         return flagged or self.paused
 
@@ -85,15 +87,15 @@ class ShiftGuard:
             "model_version": self.model.version,
             "images_seen": state.seen,
             "run_images": run,
-            "run_unusual": state.run_flagged,
-            "expected_rate": round(self.alpha, 4),
+            "run_odd": state.run_flagged,
+            "expected_rate": round(self.drift_level, 4),
             "run_rate": round(state.run_flagged / max(run, 1), 4),
             "run_started_at": self.monitor.get("run_started_at"),
             "message": (
-                f"{state.run_flagged} of the last {run} images were unusual for model "
-                f"v{self.model.version} (about {self.alpha:.0%} expected): incoming images no "
-                "longer look like the ones its thresholds were certified on. Auto-labeling is "
-                "paused until an admin resumes it."
+                f"{state.run_flagged} of the last {run} images looked unlike model "
+                f"v{self.model.version}'s calibration images (about {self.drift_level:.0%} of "
+                "ordinary ones do): incoming images no longer look like the ones its thresholds "
+                "were certified on. Auto-labeling is paused until an admin resumes it."
             ),
         }
 

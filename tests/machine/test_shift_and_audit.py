@@ -116,7 +116,7 @@ def test_a_shifted_batch_goes_to_humans_and_raises_the_shift_alert(project, clie
     assert predictions.filter(unusual=True).count() >= 30
     assert not predictions.filter(decision=PredictionDecision.AUTO_LABELED).exists()
     alert = project.shift_alert
-    assert alert and "no longer look like" in alert["message"] and alert["run_unusual"] >= 5
+    assert alert and "no longer look like" in alert["message"] and alert["run_odd"] >= 5
     # No machine credit decision stands on a shifted photo: a human decides.
     credits = CreditDecision.objects.filter(item_id__in=shifted)
     assert set(credits.values_list("outcome", flat=True)) == {CreditOutcome.PENDING}
