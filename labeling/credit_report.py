@@ -104,6 +104,8 @@ CREDIT_COLUMNS = (
     "item_id",
     "final_label",
     "created_at",
+    "reopened_at",
+    "reopen_reason",
 )
 
 
@@ -122,4 +124,6 @@ def credit_rows(decisions: QuerySet) -> Iterator[list]:
             decision.item_id,
             final.name if final else "",
             decision.created_at.isoformat(),
+            decision.reopened_at.isoformat() if decision.reopened_at else "",
+            decision.reopen_reason,
         ]
