@@ -33,9 +33,8 @@ from labeling.errors import ServiceError
 from labeling.machine.predictors import class_names_mismatch, heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.models import Item, ItemSource, ModelStatus, ModelVersion, Project
-from ml.checkpoint import CheckpointError, read_config
-from ml.evaluation import evaluation_metrics
-from ml.factory import CONFIG_FILE, WEIGHTS_FILE
+from ml.checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config
+from ml.evaluation import evaluation_metrics, jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -230,7 +229,7 @@ def model_import_score(
         model.refresh_from_db()
         return model
     chosen = metrics.pop("thresholds")
-    model.metrics = _jsonable(
+    model.metrics = jsonable(
         {
             **model.metrics,
             **metrics,
@@ -258,18 +257,6 @@ def model_import_score(
 
 def _now() -> str:
     return timezone.now().isoformat()
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 # --- uploaded archives ------------------------------------------------------------------------

@@ -1,19 +1,13 @@
 """Celery tasks of the machine side. Each takes ids, calls one service, and is safe to retry.
 Queued through ``labeling.dispatch`` under their registered names."""
 
-import logging
-
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from labeling import dispatch
-from labeling.errors import ServiceError
 from labeling.machine.model_import import model_import_score
 from labeling.machine.predict import items_predict
-from labeling.machine.training import new_label_count, training_due, training_run, training_start
-from labeling.models import Project
-
-logger = logging.getLogger(__name__)
+from labeling.machine.training import training_run, trainings_start_due
 
 DB_RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -44,31 +38,13 @@ def score_imported_model(model_version_id: int) -> str:
     return model.status if model else "missing"
 
 
-def _start(project: Project, reason: str) -> None:
-    try:
-        training_start(project=project, reason=reason)
-    except ServiceError as exc:
-        logger.info("No %s training for %s: %s", reason, project.slug, exc.message)
-
-
 @shared_task
 def check_training_triggers() -> int:
     """Start a training wherever ``retrain_every`` new human labels have accumulated."""
-    started = 0
-    for project in Project.objects.all():
-        if training_due(project=project):
-            _start(project, "new labels")
-            started += 1
-    return started
+    return trainings_start_due(reason="new labels")
 
 
 @shared_task
 def nightly_training() -> int:
     """The nightly retraining of every project that got new labels since its last model."""
-    started = 0
-    for project in Project.objects.filter(retrain_every__gt=0):
-        if not new_label_count(project=project):
-            continue
-        _start(project, "nightly")
-        started += 1
-    return started
+    return trainings_start_due(reason="nightly")

@@ -25,6 +25,7 @@ from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
 from labeling.models import Item, ItemSource, Manifest, ModelStatus, ModelVersion, Project
+from ml.evaluation import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +227,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     model.status = ModelStatus.READY
     model.checkpoint_dir = str(output.relative_to(settings.MODEL_ROOT))
     model.temperature = result.temperature
-    model.metrics = _jsonable(metrics)
+    model.metrics = jsonable(metrics)
     model.thresholds = {
         "target": project.target_precision,
         "confidence": project.threshold_confidence,
@@ -235,7 +236,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     model.validation_items = [item_ids[i] for i in val_idx]
     model.hyperparameters = {
         **model.hyperparameters,
-        **_jsonable(result.config.get("hyperparameters", {})),
+        **jsonable(result.config.get("hyperparameters", {})),
     }
     model.hyperparameters["trainable_blocks_chosen"] = result.config.get("trainable_blocks")
     model.trained_at = timezone.now()
@@ -245,18 +246,6 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     promotion_gate(model=model)
     model.refresh_from_db()
     return model
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def new_label_count(*, project: Project) -> int:
@@ -274,3 +263,26 @@ def new_label_count(*, project: Project) -> int:
 def training_due(*, project: Project) -> bool:
     """True when ``retrain_every`` new human labels arrived since the last training started."""
     return project.retrain_every > 0 and new_label_count(project=project) >= project.retrain_every
+
+
+def trainings_start_due(*, reason: str) -> int:
+    """Start a training in every project that is due one; returns how many started.
+
+    ``new labels``: projects with ``retrain_every`` new human labels since their last training.
+    ``nightly``: every project with automatic retraining on and any new human label. A project
+    that cannot train now (one is running, too few labels) is skipped with a log line."""
+    if reason == "nightly":
+        projects = [
+            p for p in Project.objects.filter(retrain_every__gt=0) if new_label_count(project=p)
+        ]
+    else:
+        projects = [p for p in Project.objects.all() if training_due(project=p)]
+    started = 0
+    for project in projects:
+        try:
+            training_start(project=project, reason=reason)
+        except ServiceError as exc:
+            logger.info("No %s training for %s: %s", reason, project.slug, exc.message)
+        else:
+            started += 1
+    return started
