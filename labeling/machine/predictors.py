@@ -13,6 +13,7 @@ from django.conf import settings
 
 from labeling.models import ModelVersion, Project
 from ml import thresholds
+from ml.shift import reference_from_heldout
 
 _predictors: dict[tuple[int, str], object] = {}
 _predictors_lock = threading.Lock()
@@ -131,7 +132,6 @@ def heldout_save(
     images; one trained elsewhere gets them from half of the held-out images (the other half
     calibrates). ``data["shift"]`` is the summary to keep with the version's metrics."""
     from ml.inference import Predictor  # imports torch: workers only
-    from ml.shift import reference_from_heldout
 
     predictor = Predictor.load(output, num_threads=settings.TRAIN_THREADS)
     scored = predictor.score(images, batch_size=settings.PREDICTION_BATCH_SIZE)
