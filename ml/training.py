@@ -444,20 +444,26 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
 
 
 def _shift_reference(
-    model, top, depth, deepest, caches, cache, n_items, val_x: torch.Tensor
+    model, top, depth, deepest, caches, cache, n_items, val_x: torch.Tensor, limit: int = 5000
 ) -> ShiftReference:
     """The shift check's reference (``ml.shift``): penultimate features and image statistics of
     the training images as they are (view 0, not mirrors or augmented views: the guarantee is
-    calibrated on ordinary images), calibrated on the validation images."""
+    calibrated on ordinary images), calibrated on the validation images. At most ``limit``
+    training images (a fixed random subset) are used: the metric needs a few thousand, and a
+    forward pass over more would only lengthen training."""
+    rows = torch.arange(n_items)
+    if n_items > limit:
+        generator = torch.Generator().manual_seed(0)
+        rows = torch.sort(torch.randperm(n_items, generator=generator)[:limit])[0]
     if depth in caches:
-        train_x = caches[depth][0][:n_items]
+        train_x = caches[depth][0][rows]
     else:
-        train_x = derive(extra_blocks(model, deepest, depth), cache.train[:n_items], torch.float16)
+        train_x = derive(extra_blocks(model, deepest, depth), cache.train[rows], torch.float16)
     reference = ShiftReference.fit(
         _features(top, train_x),
-        cache.train_labels[:n_items].numpy(),
-        cache.train_stats,
-        source=f"{n_items} training images",
+        cache.train_labels[rows].numpy(),
+        cache.train_stats[rows.numpy()],
+        source=f"{len(rows)} training images",
     )
     return reference.calibrate(_features(top, val_x), cache.val_stats)
 
