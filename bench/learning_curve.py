@@ -10,6 +10,14 @@ only, and the 10,000 test images measure what a user would see.
         --epochs 8 --lrs 2e-3,4e-3 --budget 600 --rescore
 
 (the second reuses the first's 60,000-label checkpoint; see docs/ml.md)
+
+``--recipes current,augmented`` trains each size twice in the same run, once as before and once
+with photo augmentation (``ml.augment``: ``--augment-views`` extra cached views per image, one of
+them picked with probability ``--augment-share`` each epoch), and reports both on the clean test
+set and on shifted test images (bench/photo_shifts.py):
+
+    python bench/learning_curve.py --sizes 1000,2000,5000,10000 --recipes current,augmented \
+        --out bench/results/learning_curve_augment.json
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from photo_shifts import KINDS, shift_image  # noqa: E402
+
 from ml import thresholds  # noqa: E402
 from ml.calibration import expected_calibration_error, softmax  # noqa: E402
 from ml.checkpoint import read_config  # noqa: E402
@@ -33,6 +43,36 @@ from ml.environment import machine_info  # noqa: E402
 from ml.fashion_mnist import CLASS_NAMES, checkpoint_validation, load_split, stratified_subset  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
 from ml.training import TrainConfig, train  # noqa: E402
+
+RECIPES = ("current", "augmented")
+
+
+def shifted_test_set(n: int, seed: int) -> tuple[list, np.ndarray, list[str]]:
+    """``n`` test images, each shifted by one kind in turn (bench/photo_shifts.py)."""
+    x_test, y_test = load_split("test")
+    rng = np.random.default_rng(seed)
+    idx = rng.choice(len(y_test), size=n, replace=False)
+    kinds = [(*KINDS, "mixed")[i % (len(KINDS) + 1)] for i in range(n)]
+    images = [
+        shift_image(x_test[i], kind, np.random.default_rng((seed, int(i))))
+        for i, kind in zip(idx, kinds, strict=True)
+    ]
+    return images, y_test[idx], kinds
+
+
+def evaluate_shifted(predictor: Predictor, shifted) -> dict:
+    images, labels, kinds = shifted
+    probs = predictor.predict(images, batch_size=256).probs
+    right = probs.argmax(1) == labels
+    kinds = np.array(kinds)
+    return {
+        "shifted_test_items": int(len(labels)),
+        "shifted_test_accuracy": float(right.mean()),
+        "shifted_mean_confidence": float(probs.max(1).mean()),
+        "shifted_accuracy_by_kind": {
+            kind: float(right[kinds == kind].mean()) for kind in sorted(set(kinds))
+        },
+    }
 
 
 def evaluate_on_test(predictor: Predictor, val_probs, val_labels, target: float):
@@ -76,6 +116,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", default="8")
     parser.add_argument("--lrs", default="2e-3,4e-3")
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument("--recipes", default="current", help="current, augmented, or both")
+    parser.add_argument("--augment-views", type=int, default=2)
+    parser.add_argument("--augment-share", type=float, default=0.5)
+    parser.add_argument("--shifted", type=int, default=2100, help="shifted test images (0: none)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoints", default="/tmp/ml-bench", help="where models are saved")
     parser.add_argument("--out", default="bench/results/learning_curve.json")
@@ -91,10 +135,22 @@ def main(argv: list[str] | None = None) -> dict:
     x_train, y_train = load_split("train")
     runs = []
     load_at_start = machine_info()["load_average_1_5_15"]
-    for size in [int(s) for s in args.sizes.split(",")]:
+    recipes = [r for r in args.recipes.split(",") if r]
+    unknown = set(recipes) - set(RECIPES)
+    if unknown:
+        parser.error(f"unknown recipe {', '.join(sorted(unknown))}; use {', '.join(RECIPES)}")
+    shifted = shifted_test_set(args.shifted, args.seed) if args.shifted else None
+    # Recipes alternate within each size, so that both see the same machine load.
+    for size, recipe in [(int(s), r) for s in args.sizes.split(",") for r in recipes]:
         idx = stratified_subset(y_train, size, seed=args.seed)
-        out_dir = Path(args.checkpoints) / f"fashion_{size}"
-        print(f"== {size} labels → {out_dir}", flush=True)
+        suffix = "" if recipe == "current" else f"_{recipe}"
+        out_dir = Path(args.checkpoints) / f"fashion_{size}{suffix}"
+        augment = (
+            {"augment_views": args.augment_views, "augment_share": args.augment_share}
+            if recipe == "augmented"
+            else {}
+        )
+        print(f"== {size} labels, {recipe} recipe → {out_dir}", flush=True)
 
         def progress(p):
             if p.phase == "training":
@@ -116,6 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
                     target_precision=args.target,
                     seed=args.seed,
                     progress=progress,
+                    **augment,
                 )
             )
             run = {
@@ -140,7 +197,15 @@ def main(argv: list[str] | None = None) -> dict:
                     args.target,
                 ),
             }
+        run["recipe"] = recipe
+        run["load_average_after"] = machine_info()["load_average_1_5_15"]
+        if shifted is not None:
+            run.update(evaluate_shifted(Predictor.load(out_dir, num_threads=2), shifted))
         runs.append(run)
+        print(
+            f"  {size} labels, {recipe}: shifted acc {run.get('shifted_test_accuracy')}",
+            flush=True,
+        )
         print(
             f"  {size} labels: train {run['train_seconds']:.0f} s, test acc "
             f"{run['test_accuracy']:.4f}, coverage@{args.target} (LTT, val thresholds) "
@@ -156,6 +221,7 @@ def main(argv: list[str] | None = None) -> dict:
             "load_average_at_start": load_at_start,
             "target_precision": args.target,
             "runs": runs,
+            "comparison": _comparison(runs),
         }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2, default=_plain))
@@ -188,6 +254,23 @@ def rescored_run(out_dir: Path, x_train, y_train, idx, target: float) -> dict:
         "val_coverage_ltt": thresholds.evaluate_thresholds(val_probs, val_y, ltt).coverage,
         **evaluate_on_test(predictor, val_probs, val_y, target),
     }
+
+
+def _comparison(runs: list[dict]) -> list[dict]:
+    """Per size, each recipe's clean and shifted test accuracy side by side."""
+    rows: dict[int, dict] = {}
+    for run in runs:
+        row = rows.setdefault(run["labels"], {"labels": run["labels"]})
+        recipe = run.get("recipe", "current")
+        row[f"{recipe}_test_accuracy"] = run["test_accuracy"]
+        row[f"{recipe}_shifted_accuracy"] = run.get("shifted_test_accuracy")
+        row[f"{recipe}_train_seconds"] = run["train_seconds"]
+    for row in rows.values():
+        if "current_test_accuracy" in row and "augmented_test_accuracy" in row:
+            row["test_accuracy_change"] = (
+                row["augmented_test_accuracy"] - row["current_test_accuracy"]
+            )
+    return list(rows.values())
 
 
 def _num(value: float) -> float | None:

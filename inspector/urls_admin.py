@@ -7,6 +7,11 @@ from inspector.views import admin_models, admin_thresholds
 urlpatterns = [
     path("thresholds/", admin_thresholds.thresholds, name="thresholds"),
     path("thresholds/resume/", admin_thresholds.thresholds_resume, name="thresholds-resume"),
+    path(
+        "thresholds/resume-shift/",
+        admin_thresholds.thresholds_resume_shift,
+        name="thresholds-resume-shift",
+    ),
     path("models/", admin_models.models, name="models"),
     path("models/train/", admin_models.models_train, name="models-train"),
     path("models/rollback/", admin_models.models_rollback, name="models-rollback"),

@@ -105,6 +105,8 @@ CREDIT_COLUMNS = (
     "final_label",
     "created_at",
     "reason",
+    "reopened_at",
+    "reopen_reason",
 )
 
 
@@ -124,4 +126,6 @@ def credit_rows(decisions: QuerySet) -> Iterator[list]:
             final.name if final else "",
             decision.created_at.isoformat(),
             decision.reason,
+            decision.reopened_at.isoformat() if decision.reopened_at else "",
+            decision.reopen_reason,
         ]

@@ -230,7 +230,21 @@ TRAIN_TIME_BUDGET_S = float(os.environ.get("TRAIN_TIME_BUDGET_S", 900))
 TRAIN_TRAINABLE_BLOCKS = [int(x) for x in env_list("TRAIN_TRAINABLE_BLOCKS", "8")]
 TRAIN_EPOCHS = [int(x) for x in env_list("TRAIN_EPOCHS", "8")]
 TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.002,0.004")]
+# Photo augmentation in training (ml.augment): extra cached views per image, and the share of
+# each epoch trained on them (bench/learning_curve.py compares it with no augmentation).
+TRAIN_AUGMENT_VIEWS = int(os.environ.get("TRAIN_AUGMENT_VIEWS", 2))
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
+# Shift protection (ml.shift, labeling.machine.shift_guard): the share of ordinary images sent
+# to humans as unusual; the p-value level of the images the drift monitor counts as odd, the
+# share of odd images it is built to catch; how many ordinary images pass between false alarms.
+SHIFT_ALPHA = float(os.environ.get("SHIFT_ALPHA", 0.01))
+SHIFT_DRIFT_LEVEL = float(os.environ.get("SHIFT_DRIFT_LEVEL", 0.10))
+SHIFT_DRIFT_RATE = float(os.environ.get("SHIFT_DRIFT_RATE", 0.30))
+SHIFT_FALSE_ALARM_IMAGES = float(os.environ.get("SHIFT_FALSE_ALARM_IMAGES", 1_000_000))
+# The live audit (labeling.machine.audit): the raised audit rate of a suspect class and of every
+# class after a shift alarm, until it has passed this many audits.
+AUDIT_SUSPECT_RATE = float(os.environ.get("AUDIT_SUSPECT_RATE", 0.25))
+AUDIT_PROBATION = int(os.environ.get("AUDIT_PROBATION", 30))
 # Largest model archive an admin may upload (an EfficientNet-Lite0 checkpoint is about 14 MB).
 MODEL_IMPORT_MAX_BYTES = int(os.environ.get("MODEL_IMPORT_MAX_BYTES", 200 * 2**20))
 

@@ -58,6 +58,12 @@ class Top(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._model[0].forward_head(self.bn2(self.conv_head(self.blocks(x))))
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features (what the classifier reads), for the shift reference."""
+        return self._model[0].forward_head(
+            self.bn2(self.conv_head(self.blocks(x))), pre_logits=True
+        )
+
     @property
     def classifier(self) -> nn.Module:
         return self._model[0].get_classifier()

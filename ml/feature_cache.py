@@ -2,8 +2,10 @@
 
 Every training image is decoded, resized and pushed through the frozen trunk exactly once; only
 the trunk's output is kept (float16 for training items, float32 for validation items, so that
-validation logits are exactly what inference computes). Trials that train fewer top blocks derive
-their deeper cut from this cache by running the extra frozen blocks over it once.
+validation logits are exactly what inference computes). Training items may be cached in several
+views: mirrored, and photo-augmented (``ml.augment``) versions, each pushed through the trunk
+once. Trials that train fewer top blocks derive their deeper cut from this cache by running the
+extra frozen blocks over it once.
 """
 
 from __future__ import annotations
@@ -16,31 +18,63 @@ import torch
 from torch import nn
 
 from ml import backbone
-from ml.preprocess import ImageSource, PreprocessConfig, normalize, to_uint8_array
+from ml.augment import photo_augment
+from ml.preprocess import ImageSource, PreprocessConfig, normalize, open_image, resize
+from ml.shift import image_statistics
 
 
 @dataclass
 class FeatureCache:
-    train: torch.Tensor  # N×C×H×W float16 (2N with flips: originals then mirrors)
-    train_labels: torch.Tensor
+    """Trunk outputs. ``train`` holds ``views`` blocks of the same N items, one after the other:
+    block 0 the images as they are, block 1 their mirrors (with ``flip``), then the augmented
+    views (``ml.augment``). A trial picks one view per item per epoch."""
+
+    train: torch.Tensor  # (views·N)×C×H×W float16
+    train_labels: torch.Tensor  # views·N
     val: torch.Tensor  # M×C×H×W float32
     val_labels: torch.Tensor
     flipped: bool
+    views: int = 1  # blocks in ``train``
+    clean_views: int = 1  # the first blocks that are the images themselves (and mirrors)
+    # Image statistics (ml.shift.image_statistics) of the items as they are (view 0): the shift
+    # reference is fitted on the training items' and calibrated on the validation items'.
+    train_stats: np.ndarray | None = None
+    val_stats: np.ndarray | None = None
 
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.train, self.val))
 
+    @property
+    def items(self) -> int:
+        return len(self.train_labels) // self.views
+
 
 def _decode_all(
-    sources: Sequence[ImageSource], pre: PreprocessConfig, skipped: dict[int, str], offset: int
+    sources: Sequence[ImageSource],
+    pre: PreprocessConfig,
+    skipped: dict[int, str],
+    offset: int,
+    augment_views: int,
+    seed: int,
 ):
-    """Yield ``(position, uint8 array)`` for each decodable source; record failures."""
+    """Yield ``(position, [uint8 array per view])`` for each decodable source; record failures.
+    View 0 is the image itself; views 1.. are photo augmentations of it, each drawn from its own
+    seeded generator so that the cache is a pure function of the data and the seed."""
     for i, src in enumerate(sources):
         try:
-            yield i, to_uint8_array(src, pre)
+            img = open_image(src, draft_size=pre.input_size)
+            arrays = [_array(resize(img, pre))]
+            for v in range(augment_views):
+                rng = np.random.default_rng((seed, offset + i, v))
+                arrays.append(_array(resize(photo_augment(img, rng, flip=True), pre)))
+            yield i, arrays
         except Exception as exc:  # one bad image must not fail the training run
             skipped[offset + i] = f"{type(exc).__name__}: {exc}"
+
+
+def _array(img) -> np.ndarray:
+    return np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).copy()
 
 
 def build_cache(
@@ -55,33 +89,42 @@ def build_cache(
     skipped: dict[int, str],
     report: Callable[[int, int], None],
     chunk: int = 256,
+    augment_views: int = 0,
+    seed: int = 0,
 ) -> FeatureCache:
     total = len(train_sources) + len(val_sources)
     done = 0
 
-    def encode(sources, labels, dtype, with_flip, offset):
+    def encode(sources, labels, dtype, with_flip, augmented, offset):
         nonlocal done
         n = len(sources)
-        copies = 2 if with_flip else 1
-        out = torch.empty((n * copies, *feature_shape), dtype=dtype)
+        # Per view: the image itself, its mirror (flip), the augmented views.
+        views = 1 + int(with_flip) + augmented
+        out = torch.empty((views, n, *feature_shape), dtype=dtype)
+        stats = np.zeros((n, 9), dtype=np.float32)
         kept: list[int] = []
-        buffer: list[np.ndarray] = []
+        buffer: list[list[np.ndarray]] = []
 
         def flush():
             if not buffer:
                 return
-            batch = np.stack(buffer)
             start = len(kept) - len(buffer)
-            feats = _run(trunk, batch, pre)
-            out[start : start + len(buffer)] = feats.to(dtype)
+            plain = np.stack([arrays[0] for arrays in buffer])
+            out[0, start : start + len(buffer)] = _run(trunk, plain, pre).to(dtype)
+            stats[start : start + len(buffer)] = image_statistics(plain)
+            v = 1
             if with_flip:
-                mirrored = _run(trunk, np.ascontiguousarray(batch[..., ::-1]), pre)
-                out[n + start : n + start + len(buffer)] = mirrored.to(dtype)
+                mirrored = np.ascontiguousarray(plain[..., ::-1])
+                out[v, start : start + len(buffer)] = _run(trunk, mirrored, pre).to(dtype)
+                v += 1
+            for a in range(augmented):
+                batch = np.stack([arrays[1 + a] for arrays in buffer])
+                out[v + a, start : start + len(buffer)] = _run(trunk, batch, pre).to(dtype)
             buffer.clear()
 
-        for i, array in _decode_all(sources, pre, skipped, offset):
+        for i, arrays in _decode_all(sources, pre, skipped, offset, augmented, seed):
             kept.append(i)
-            buffer.append(array)
+            buffer.append(arrays)
             if len(buffer) == chunk:
                 flush()
                 done_now = done + kept[-1] + 1
@@ -90,17 +133,42 @@ def build_cache(
         done += n
         report(done, total)
         m = len(kept)
-        if with_flip:
-            features = torch.cat([out[:m], out[n : n + m]])
-            kept_labels = np.concatenate([labels[kept], labels[kept]])
-        else:
-            features = out[:m]
-            kept_labels = labels[kept]
-        return features, torch.as_tensor(kept_labels, dtype=torch.int64)
+        features = out[:, :m].reshape(views * m, *feature_shape)
+        kept_labels = np.tile(labels[kept], views)
+        return features, torch.as_tensor(kept_labels, dtype=torch.int64), views, stats[:m]
 
-    train_feats, train_y = encode(train_sources, train_labels, torch.float16, flip, 0)
-    val_feats, val_y = encode(val_sources, val_labels, torch.float32, False, len(train_sources))
-    return FeatureCache(train_feats, train_y, val_feats, val_y, flip)
+    train_feats, train_y, views, train_stats = encode(
+        train_sources, train_labels, torch.float16, flip, augment_views, 0
+    )
+    val_feats, val_y, _, val_stats = encode(
+        val_sources, val_labels, torch.float32, False, 0, len(train_sources)
+    )
+    return FeatureCache(
+        train_feats,
+        train_y,
+        val_feats,
+        val_y,
+        flip,
+        views=views,
+        clean_views=1 + int(flip),
+        train_stats=train_stats,
+        val_stats=val_stats,
+    )
+
+
+def pick_views(
+    rng: np.random.Generator, n_items: int, cache_views: int, clean_views: int, share: float
+) -> np.ndarray:
+    """Row of the cache to train on for each of ``n_items`` this epoch: with probability
+    ``share`` one of the augmented views, otherwise the image itself (or its mirror). Keeping
+    half of every epoch on clean images keeps in-distribution accuracy (bench/learning_curve.py
+    compares both recipes)."""
+    view = rng.integers(0, clean_views, size=n_items)
+    augmented = cache_views - clean_views
+    if augmented > 0 and share > 0:
+        use = rng.random(n_items) < share
+        view = np.where(use, clean_views + rng.integers(0, augmented, size=n_items), view)
+    return view * n_items
 
 
 @torch.inference_mode()

@@ -3,6 +3,10 @@
 Calibrated probabilities come out (the checkpoint's temperature is applied), which is what the
 routing thresholds were chosen on. A stored image that cannot be decoded gets an error entry for
 its index and a row of NaNs; the rest of the batch is predicted as usual.
+
+``Predictor.score(images)`` also returns what the shift check (``ml.shift``) compares with the
+model's reference: the penultimate features and the input's image statistics, from the same
+forward pass, and ``Predictor.shift`` is the checkpoint's reference (``shift.npz``) if it has one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from ml import thresholds as routing
 from ml.checkpoint import load_checkpoint
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
 from ml.preprocess import ImageSource, PreprocessConfig, normalize, to_uint8_array
+from ml.shift import ShiftReference, ShiftScores, image_statistics
 
 
 class Predictions(NamedTuple):
@@ -30,6 +35,26 @@ class Embedded(NamedTuple):
     probs: np.ndarray  # as Predictions.probs
     embeddings: np.ndarray  # N×D L2-normalised penultimate features (float32); NaN rows failed
     errors: dict[int, str]
+
+
+class Scored(NamedTuple):
+    """Everything one forward pass tells about a batch (NaN rows where decoding failed)."""
+
+    probs: np.ndarray  # N×K calibrated probabilities
+    logits: np.ndarray  # N×K before temperature
+    features: np.ndarray  # N×D penultimate features (what the classifier reads)
+    image_stats: np.ndarray  # N×9 statistics of the model input (ml.shift.image_statistics)
+    errors: dict[int, str]
+
+
+def embedded(scored: Scored) -> Embedded:
+    """The probabilities and L2-normalised features of a scored batch: the vectors the
+    embedding index stores (cosine similarity is then a dot product)."""
+    features = scored.features.astype(np.float32)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        vectors = features / np.maximum(norms, 1e-12)
+    return Embedded(scored.probs, vectors.astype(np.float32), scored.errors)
 
 
 class Predictor:
@@ -57,6 +82,7 @@ class Predictor:
         self.temperature = float(temperature)
         self.thresholds = list(thresholds) if thresholds is not None else None
         self.config = config or {}
+        self.shift: ShiftReference | None = None  # set by load() when the checkpoint has one
 
     @classmethod
     def load(
@@ -64,7 +90,7 @@ class Predictor:
     ) -> Predictor:
         """Load a checkpoint written by :func:`ml.training.train`."""
         model, config = load_checkpoint(checkpoint_dir, verify=verify)
-        return cls(
+        predictor = cls(
             model,
             PreprocessConfig.from_dict(config["preprocess"]),
             config["class_names"],
@@ -73,6 +99,8 @@ class Predictor:
             config=config,
             num_threads=num_threads,
         )
+        predictor.shift = ShiftReference.load(checkpoint_dir)
+        return predictor
 
     @classmethod
     def imagenet(
@@ -106,11 +134,12 @@ class Predictor:
         return self.model(batch.contiguous(memory_format=torch.channels_last)).float()
 
     @torch.inference_mode()
-    def features_and_logits(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Penultimate (pooled, pre-classifier) features and logits from one forward pass."""
+    def logits_and_features(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and penultimate (pooled, pre-classifier) features of a preprocessed batch, in
+        one forward pass."""
         x = self.model.forward_features(batch.contiguous(memory_format=torch.channels_last))
-        features = self.model.forward_head(x, pre_logits=True).float()
-        return features, self.model.get_classifier()(features).float()
+        features = self.model.forward_head(x, pre_logits=True)
+        return self.model.get_classifier()(features).float(), features.float()
 
     @property
     def embedding_dim(self) -> int:
@@ -118,20 +147,21 @@ class Predictor:
 
     def predict(self, images: Sequence[ImageSource], batch_size: int = 64) -> Predictions:
         """Calibrated class probabilities for ``images`` (paths, bytes, files, arrays, PIL)."""
-        probs, _, errors = self._run(images, batch_size, embed=False)
-        return Predictions(probs, errors)
+        scored = self.score(images, batch_size=batch_size)
+        return Predictions(scored.probs, scored.errors)
 
     def predict_and_embed(self, images: Sequence[ImageSource], batch_size: int = 64) -> Embedded:
         """Probabilities and L2-normalised penultimate features, from the same forward pass: the
         embedding costs no second run of the network."""
-        return Embedded(*self._run(images, batch_size, embed=True))
+        return embedded(self.score(images, batch_size=batch_size))
 
-    def _run(
-        self, images: Sequence[ImageSource], batch_size: int, *, embed: bool
-    ) -> tuple[np.ndarray, np.ndarray | None, dict[int, str]]:
+    def score(self, images: Sequence[ImageSource], batch_size: int = 64) -> Scored:
+        """Probabilities, logits, penultimate features and image statistics for ``images``."""
         n = len(images)
         probs = np.full((n, self.num_classes), np.nan, dtype=np.float64)
-        vectors = np.full((n, self.embedding_dim), np.nan, dtype=np.float32) if embed else None
+        logits_out = np.full((n, self.num_classes), np.nan, dtype=np.float64)
+        features_out = np.full((n, self.embedding_dim), np.nan, dtype=np.float32)
+        stats_out = np.full((n, 9), np.nan, dtype=np.float64)
         errors: dict[int, str] = {}
         # Decode one batch at a time so memory stays bounded however many images come in.
         for start in range(0, n, batch_size):
@@ -144,15 +174,22 @@ class Predictor:
                     errors[i] = f"{type(exc).__name__}: {exc}"
             if not arrays:
                 continue
-            batch = normalize(np.stack(arrays), self.preprocess)
-            if embed:
-                features, logits = self.features_and_logits(batch)
-                vectors[indices] = torch.nn.functional.normalize(features, dim=1).numpy()
-            else:
-                logits = self.logits(batch)
-            scaled = logits.double() / self.temperature
-            probs[indices] = torch.softmax(scaled, dim=1).numpy()
-        return probs, vectors, errors
+            batch = np.stack(arrays)
+            logits, features = self.logits_and_features(normalize(batch, self.preprocess))
+            features_out[indices] = features.numpy()
+            logits_out[indices] = logits.double().numpy()
+            probs[indices] = torch.softmax(logits.double() / self.temperature, dim=1).numpy()
+            stats_out[indices] = image_statistics(batch)
+        return Scored(probs, logits_out, features_out, stats_out, errors)
+
+    def shift_scores(self, scored: Scored) -> ShiftScores | None:
+        """How unusual each image is against the checkpoint's reference (None without one);
+        failed rows get NaN scores and p-values."""
+        if self.shift is None or not self.shift.calibrated or scored.features.shape[1] == 0:
+            return None
+        return self.shift.score(
+            np.nan_to_num(scored.features), np.nan_to_num(scored.image_stats)
+        ).masked(np.isnan(scored.probs).any(axis=1))
 
     def route(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, confidences, auto mask)`` with the checkpoint's thresholds.

@@ -26,6 +26,21 @@ before ``delta`` is split, so a small calibration set keeps the single walk at f
 
 The naive alternative, the lowest t whose *empirical* held-out precision reaches the target,
 sits where the true precision is about equal to the target, and so misses it about half the time.
+
+**The floor.** No threshold is ever below the target precision itself. When every held-out item
+of a class is right, the walk can go down to the class's lowest held-out confidence (0.43 for
+Trouser on a 10,000-label model at target 0.95), and the service would auto-label images its own
+calibrated model rates less than 50 % likely. On held-out images like those that is harmless,
+but the guarantee is only as good as that likeness (``ml.shift``), and a calibrated confidence
+under the target is, by the model's own account, an image more likely wrong than the target
+allows. So :func:`select_class_threshold` raises such a threshold to ``target``
+(:func:`threshold_floor`, also applied to thresholds set by hand). The floor lies above the walk's
+result, so the accepted set shrinks to images that were tested on the way down or lie above the
+walk's start; the stated guarantee is kept for the former and, for a calibrated model, holds by
+calibration for the latter.
+
+The guarantee assumes that the images routed later are exchangeable with the calibration images
+(drawn the same way). ``ml.shift`` checks that per image and over the stream.
 """
 
 from __future__ import annotations
@@ -76,6 +91,7 @@ class ClassThreshold:
     # For a class that is never auto-labeled: the fewest further calibration items predicted as
     # this class, all of them right, before a threshold could pass (None: it has a threshold).
     needed: int | None = None
+    floored_from: float | None = None  # the walk's threshold when the floor raised it
 
 
 def items_needed(
@@ -197,18 +213,43 @@ def select_class_threshold(
             needed(),
         )
     chosen = max(reached)
-    best = ClassThreshold(
-        float(conf_sorted[last_of_run[chosen]]), support, int(n[chosen]), int(k[chosen]), None, ""
-    )
-    bound = clopper_pearson_upper(best.errors, best.accepted, level)
+    walked = float(conf_sorted[last_of_run[chosen]])
+    if walked < target:  # the floor: see the module doc
+        accepted = int((conf_sorted >= target).sum())
+        errors = int(errors_cum[accepted - 1]) if accepted else 0
+        bound = clopper_pearson_upper(errors, accepted, level) if accepted else None
+        return ClassThreshold(
+            float(target),
+            support,
+            accepted,
+            errors,
+            bound,
+            f"raised to the floor {target:.3g} from {walked:.4f}: a calibrated confidence under "
+            f"the target precision is never an auto-label",
+            floored_from=walked,
+        )
+    accepted, errors = int(n[chosen]), int(k[chosen])
+    bound = clopper_pearson_upper(errors, accepted, level)
     return ClassThreshold(
-        best.threshold,
+        walked,
         support,
-        best.accepted,
-        best.errors,
+        accepted,
+        errors,
         bound,
         f"lowest threshold with error bound {bound:.4f} ≤ {alpha:.4f}",
     )
+
+
+def threshold_floor(thresholds: Sequence[float | None], target: float) -> list[float | None]:
+    """Every threshold below ``target`` raised to it (None, never auto-label, stays None): a
+    calibrated confidence under the target precision is never an auto-label."""
+    return [None if t is None else max(float(t), float(target)) for t in thresholds]
+
+
+def below_floor(thresholds: dict[str, float | None], target: float) -> dict[str, float]:
+    """The thresholds (by class name) that the floor would raise: what a manual setting must not
+    contain."""
+    return {name: t for name, t in thresholds.items() if t is not None and t < target}
 
 
 def select_thresholds(

@@ -39,9 +39,10 @@ from ml import backbone, calibration, thresholds
 from ml.checkpoint import save_checkpoint
 from ml.evaluation import evaluation_metrics
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
-from ml.feature_cache import build_cache, derive, extra_blocks
+from ml.feature_cache import build_cache, derive, extra_blocks, pick_views
 from ml.preprocess import ImageSource, normalize
 from ml.progress import ProgressCallback, ProgressReporter, TrainingProgress
+from ml.shift import ShiftReference
 
 __all__ = ["ProgressCallback", "TrainConfig", "TrainResult", "TrainingProgress", "train"]
 
@@ -81,6 +82,11 @@ class TrainConfig:
     # at least one epoch; later epochs and trials start only if they are expected to fit.
     time_budget_s: float = 600.0
     flip_augment: bool = False  # also cache mirrored training images and pick one per epoch
+    # Photo augmentation (ml.augment): this many extra views of each training image (rescaled,
+    # padded, cropped, tinted, blurred, rotated, re-encoded) are cached; each epoch trains on one
+    # of them with probability ``augment_share``, otherwise on the image itself.
+    augment_views: int = 0
+    augment_share: float = 0.5
     target_precision: float = thresholds.DEFAULT_TARGET_PRECISION
     delta: float = thresholds.DEFAULT_DELTA
     min_support: int = thresholds.DEFAULT_MIN_SUPPORT
@@ -238,7 +244,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         probe = trunk(normalize(np.zeros((1, 3, pre.input_size, pre.input_size), np.uint8), pre))
     feature_shape = tuple(probe.shape[1:])
     per_item = int(np.prod(feature_shape))
-    copies = 2 if config.flip_augment else 1
+    copies = 1 + int(config.flip_augment) + max(0, config.augment_views)
     estimate = per_item * (len(train_samples) * copies * 2 + len(val_samples) * 4)
     if estimate > config.max_cache_bytes:
         raise TrainingError(
@@ -262,6 +268,8 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         config.flip_augment,
         skipped,
         cache_progress,
+        augment_views=max(0, config.augment_views),
+        seed=config.seed,
     )
     timings["cache_s"] = time.perf_counter() - t0
     n_train_items = len(cache.train_labels) // copies
@@ -310,7 +318,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
             val_x,
             val_labels_np,
             n_train_items,
-            copies,
+            (copies, cache.clean_views),
             depth,
             n_epochs,
             lr,
@@ -354,6 +362,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     )
     metrics["val_nll"] = calibration.nll(logits, val_labels_np, temperature)
     chosen = metrics["thresholds"]
+    reference = _shift_reference(model, top, depth, deepest, caches, cache, n_train_items, val_x)
     timings["total_s"] = time.perf_counter() - started
 
     resolved = {
@@ -373,6 +382,8 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
             "label_smoothing": config.label_smoothing,
             "drop_rate": config.drop_rate,
             "flip_augment": config.flip_augment,
+            "augment_views": config.augment_views,
+            "augment_share": config.augment_share if config.augment_views else 0.0,
             "optimizer": "AdamW, warm-up + cosine",
         },
         "search": {
@@ -409,6 +420,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         },
     }
     save_checkpoint(config.output_dir, model, resolved)
+    reference.save(config.output_dir)
     timings["total_s"] = time.perf_counter() - started
     progress.done(
         f"saved {config.output_dir}: val accuracy {metrics['accuracy']:.4f}, "
@@ -429,6 +441,40 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     )
 
 
+def _shift_reference(
+    model, top, depth, deepest, caches, cache, n_items, val_x: torch.Tensor, limit: int = 5000
+) -> ShiftReference:
+    """The shift check's reference (``ml.shift``): penultimate features and image statistics of
+    the training images as they are (view 0, not mirrors or augmented views: the guarantee is
+    calibrated on ordinary images), calibrated on the validation images. At most ``limit``
+    training images (a fixed random subset) are used: the metric needs a few thousand, and a
+    forward pass over more would only lengthen training."""
+    rows = torch.arange(n_items)
+    if n_items > limit:
+        generator = torch.Generator().manual_seed(0)
+        rows = torch.sort(torch.randperm(n_items, generator=generator)[:limit])[0]
+    if depth in caches:
+        train_x = caches[depth][0][rows]
+    else:
+        train_x = derive(extra_blocks(model, deepest, depth), cache.train[rows], torch.float16)
+    reference = ShiftReference.fit(
+        _features(top, train_x),
+        cache.train_labels[rows].numpy(),
+        cache.train_stats[rows.numpy()],
+        source=f"{len(rows)} training images",
+    )
+    return reference.calibrate(_features(top, val_x), cache.val_stats)
+
+
+@torch.inference_mode()
+def _features(top: backbone.Top, x: torch.Tensor, batch: int = 512) -> np.ndarray:
+    out = [
+        top.features(x[s : s + batch].float().contiguous(memory_format=torch.channels_last))
+        for s in range(0, len(x), batch)
+    ]
+    return torch.cat(out).float().numpy() if out else np.zeros((0, 0), np.float32)
+
+
 def _run_trial(
     config: TrainConfig,
     model: nn.Module,
@@ -438,7 +484,7 @@ def _run_trial(
     val_x: torch.Tensor,
     val_y: np.ndarray,
     n_items: int,
-    copies: int,
+    views: tuple[int, int],
     depth: int,
     n_epochs: int,
     lr: float,
@@ -473,8 +519,10 @@ def _run_trial(
         epoch_t0 = time.perf_counter()
         model.train()
         order = rng.permutation(n_items)
-        if copies == 2:  # pick the original or the mirror of each item, independently
-            order = order + n_items * rng.integers(0, 2, size=n_items)
+        if views[0] > 1:  # one cached view of each item (itself, mirror, augmented), independently
+            order = (
+                order + pick_views(rng, n_items, views[0], views[1], config.augment_share)[order]
+            )
         running = 0.0
         for b in range(batches_per_epoch):
             idx = torch.as_tensor(order[b * config.batch_size : (b + 1) * config.batch_size])

@@ -12,8 +12,10 @@ from django.views.decorators.http import require_http_methods
 from labeling.access import Role, project_for_user
 from labeling.errors import ServiceError
 from labeling.machine.threshold_changes import (
+    shift_status,
     threshold_changes_recent,
     threshold_resume,
+    threshold_shift_resume,
     thresholds_save,
 )
 from labeling.machine.threshold_tuning import (
@@ -78,6 +80,7 @@ def thresholds(request: HttpRequest, slug: str) -> HttpResponse:
             "classes": threshold_classes(project=project),
             "preview": threshold_preview(project=project),
             "changes": threshold_changes_recent(project=project),
+            "shift": shift_status(project=project),
         },
     )
 
@@ -98,5 +101,22 @@ def thresholds_resume(request: HttpRequest, slug: str) -> HttpResponse:
             request,
             f"Auto-labeling of {label_name} resumed; {rerouted} waiting image(s) are being "
             "routed again.",
+        )
+    return redirect("thresholds", slug=project.slug)
+
+
+@login_required
+@require_http_methods(["POST"])
+def thresholds_resume_shift(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_user(request.user, slug, roles=(Role.ADMIN,))
+    try:
+        _change, rerouted = threshold_shift_resume(project=project, by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request,
+            f"Auto-labeling resumed after the shift alert; {rerouted} waiting image(s) are being "
+            "routed again, and every class is audited more for a while.",
         )
     return redirect("thresholds", slug=project.slug)

@@ -60,6 +60,7 @@ def project_home(request: HttpRequest, slug: str) -> HttpResponse:
             "can_report": has_role(request.user, Role.MANAGER, Role.ADMIN, project=project),
             "disputed_count": counts.get(ItemStatus.DISPUTED, 0),
             "paused": project.autolabel_paused,
+            "shift_alert": project.shift_alert,
             "recent": project.items.select_related("final_label")[:24],
         },
     )

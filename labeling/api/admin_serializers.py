@@ -38,6 +38,11 @@ class LiveAuditSerializer(serializers.Serializer):
     audited = serializers.IntegerField()
     correct = serializers.IntegerField()
     precision = serializers.FloatField()
+    evidence = serializers.FloatField(
+        help_text="The sequential test's evidence that precision is below target (starts at 1)."
+    )
+    pause_at = serializers.FloatField(help_text="Evidence at which the class pauses (1/δ).")
+    suspect = serializers.BooleanField(help_text="Audited at the raised rate for now.")
 
 
 class ThresholdClassSerializer(serializers.Serializer):
@@ -76,6 +81,23 @@ class ThresholdChangeSerializer(serializers.Serializer):
     after = serializers.DictField()
 
 
+class ShiftStatusSerializer(serializers.Serializer):
+    alert = serializers.DictField(
+        allow_null=True,
+        help_text="The standing shift alert (null: none). While it stands nothing is "
+        'auto-labeled; resume with POST thresholds/resume/ {"shift": true}.',
+    )
+    checking = serializers.BooleanField(
+        help_text="Whether incoming images are checked against the model's held-out images."
+    )
+    alpha = serializers.FloatField(
+        allow_null=True, help_text="Share of ordinary images sent to humans as unusual."
+    )
+    calibration_items = serializers.IntegerField(allow_null=True)
+    images_seen = serializers.IntegerField(help_text="Images the drift monitor has counted.")
+    unusual = serializers.IntegerField(help_text="Of those, flagged as unusual.")
+
+
 class ThresholdStateSerializer(serializers.Serializer):
     mode = serializers.ChoiceField(choices=ThresholdMode.choices)
     target_precision = serializers.FloatField()
@@ -84,11 +106,28 @@ class ThresholdStateSerializer(serializers.Serializer):
     model = serializers.IntegerField(allow_null=True, help_text="Active model version.")
     classes = ThresholdClassSerializer(many=True)
     changes = ThresholdChangeSerializer(many=True)
+    shift = ShiftStatusSerializer()
 
 
 class ThresholdSaveSerializer(ThresholdStateSerializer):
     changed = serializers.BooleanField()
     rerouted = serializers.IntegerField(help_text="Waiting images sent through routing again.")
+
+
+class ThresholdResumeSerializer(serializers.Serializer):
+    """What to resume: one class the live audit paused, or the project after a shift alert."""
+
+    label = serializers.CharField(
+        required=False, max_length=60, help_text="A class the live audit paused."
+    )
+    shift = serializers.BooleanField(
+        required=False, default=False, help_text="Resume auto-labeling after a shift alert."
+    )
+
+    def validate(self, attrs):
+        if bool(attrs.get("label")) == bool(attrs.get("shift")):
+            raise serializers.ValidationError("Give either a label to resume or shift: true.")
+        return attrs
 
 
 class PreviewClassSerializer(serializers.Serializer):

@@ -13,6 +13,7 @@ from labeling.access import Role
 from labeling.api.admin_serializers import (
     ModelVersionSerializer,
     ThresholdPreviewSerializer,
+    ThresholdResumeSerializer,
     ThresholdSaveSerializer,
     ThresholdSettingsSerializer,
     ThresholdStateSerializer,
@@ -20,7 +21,12 @@ from labeling.api.admin_serializers import (
 from labeling.api.permissions import api_project
 from labeling.machine.model_import import model_import_upload
 from labeling.machine.promotion import model_promote, model_rollback
-from labeling.machine.threshold_changes import threshold_state, thresholds_save
+from labeling.machine.threshold_changes import (
+    threshold_resume,
+    threshold_shift_resume,
+    threshold_state,
+    thresholds_save,
+)
 from labeling.machine.threshold_tuning import threshold_preview
 from labeling.machine.training import training_start
 from labeling.models import ModelVersion
@@ -54,6 +60,33 @@ class ThresholdSettings(APIView):
         )
         body = {**threshold_state(project=project), "changed": change is not None}
         body["rerouted"] = rerouted
+        return Response(ThresholdSaveSerializer(body).data)
+
+
+class ThresholdResume(APIView):
+    """Resume auto-labeling: of one class the live audit paused, or of the whole project after
+    a shift alert."""
+
+    @extend_schema(
+        request=ThresholdResumeSerializer,
+        responses=ThresholdSaveSerializer,
+        summary="Resume auto-labeling",
+        description="Records the resume (ThresholdChange) and re-routes the untouched queued "
+        "images. A class's sequential audit test restarts; after a shift alert the drift "
+        "monitor restarts and every class is audited at the raised rate for a while.",
+    )
+    def post(self, request, slug: str) -> Response:
+        project = api_project(request, slug, roles=ADMINS)
+        incoming = ThresholdResumeSerializer(data=request.data)
+        incoming.is_valid(raise_exception=True)
+        if incoming.validated_data.get("shift"):
+            _change, rerouted = threshold_shift_resume(project=project, by=request.user)
+        else:
+            _change, rerouted = threshold_resume(
+                project=project, by=request.user, label_name=incoming.validated_data["label"]
+            )
+        project.refresh_from_db()
+        body = {**threshold_state(project=project), "changed": True, "rerouted": rerouted}
         return Response(ThresholdSaveSerializer(body).data)
 
 

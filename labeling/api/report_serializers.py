@@ -112,6 +112,12 @@ class CreditDecisionSerializer(serializers.ModelSerializer):
         help_text="Who decided: machine, consensus, expert or imported; empty while pending.",
     )
     final_label = serializers.SerializerMethodField()
+    reopened_at = serializers.DateTimeField(
+        read_only=True,
+        allow_null=True,
+        help_text="Set when a machine decision was taken back (its auto-label went back to "
+        "humans after a failed audit or a shift alert); the outcome is then pending again.",
+    )
 
     class Meta:
         model = CreditDecision

@@ -7,6 +7,11 @@ from labeling.api import admin_views
 urlpatterns = [
     path("thresholds/", admin_views.ThresholdSettings.as_view(), name="api-thresholds"),
     path(
+        "thresholds/resume/",
+        admin_views.ThresholdResume.as_view(),
+        name="api-thresholds-resume",
+    ),
+    path(
         "thresholds/preview/",
         admin_views.ThresholdPreview.as_view(),
         name="api-thresholds-preview",

@@ -236,6 +236,8 @@ def model_import_score(
             "class_names": names,
             "heldout_items": len(items),
             "heldout_source": source,
+            # The shift check, fitted and calibrated on the held-out images (ml.shift).
+            "shift": heldout.get("shift"),
         }
     )
     model.thresholds = {

@@ -3,7 +3,10 @@
 Routing rule (DESIGN.md): an item is auto-labeled when its calibrated confidence reaches its
 predicted class's accept threshold, unless that class is paused by the live audit or its review
 credit falls between the two credit thresholds; otherwise it goes to the human queue. A random
-``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision.
+``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision
+(more of a suspect class: ``labeling.machine.audit.audit_rates``). The shift guard
+(``labeling.machine.shift_guard``) sends images unlike the model's calibration images to humans
+and pauses the project on a sustained shift.
 """
 
 import logging
@@ -12,7 +15,7 @@ import random
 import numpy as np
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from labeling.answers import item_finalize
@@ -21,7 +24,9 @@ from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
 from labeling.embeddings.prototypes import model_labels
 from labeling.embeddings.record import BatchEmbeddings, batch_embeddings_record
+from labeling.machine.audit import audit_rates
 from labeling.machine.predictors import class_names_mismatch, predictor_for, project_thresholds
+from labeling.machine.shift_guard import shift_guard_open
 from labeling.models import (
     Assignment,
     GoldItem,
@@ -52,6 +57,14 @@ def reroutable_items(project: Project):
         )
         .exclude(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
         .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"))))
+        # Sent to humans on purpose (unusual images, auto-labels taken back): they stay there.
+        .exclude(
+            Exists(
+                Prediction.objects.filter(item=OuterRef("pk")).filter(
+                    Q(unusual=True) | Q(decision=PredictionDecision.RECHECK)
+                )
+            )
+        )
     )
 
 
@@ -63,7 +76,14 @@ def items_predict(
     version) constraint means a repeated batch never predicts an item twice. Re-routing an item
     the active model already saw reuses its stored probabilities instead of running the model."""
     rng = rng or random.Random()
-    counts = {"auto_labeled": 0, "queued": 0, "audit": 0, "failed": 0, "skipped": 0}
+    counts = {
+        "auto_labeled": 0,
+        "queued": 0,
+        "audit": 0,
+        "failed": 0,
+        "skipped": 0,
+        "unusual": 0,
+    }
     items = list(
         Item.objects.filter(pk__in=item_ids).select_related("project__active_model").order_by("pk")
     )
@@ -96,8 +116,10 @@ def items_predict(
             (i, np.asarray(stored[i.pk].probabilities, dtype=float), stored[i.pk]) for i in known
         ]
         embedded = BatchEmbeddings()
+        pvalues = {i.pk: stored[i.pk].shift_pvalue for i in known}
         if fresh:
-            probs, errors, embedded = _predict(project, model, fresh)
+            probs, errors, fresh_pvalues, embedded = _predict(project, model, fresh)
+            pvalues.update(fresh_pvalues)
             for item in fresh:
                 if item.pk in errors:
                     _record_failure(model, item, errors[item.pk])
@@ -105,7 +127,16 @@ def items_predict(
                 else:
                     scored.append((item, probs[item.pk], None))
         if scored:
-            _route_batch(project, model, scored, counts, rng, reroute=reroute, embedded=embedded)
+            _route_batch(
+                project,
+                model,
+                scored,
+                counts,
+                rng,
+                reroute=reroute,
+                pvalues=pvalues,
+                embedded=embedded,
+            )
     return counts
 
 
@@ -122,9 +153,10 @@ def _embed_without_model(project: Project, items: list[Item]) -> None:
 
 def _predict(
     project: Project, model: ModelVersion, items: list[Item]
-) -> tuple[dict, dict, BatchEmbeddings]:
-    """Calibrated probabilities per item id, the reason per item that could not be read, and
-    the embedding step's result (the vectors come from the same forward pass)."""
+) -> tuple[dict, dict, dict, BatchEmbeddings]:
+    """Calibrated probabilities per item id, the reason per item that could not be read, per
+    item id how usual the image is for the model (``ml.shift`` p-value; None without a
+    reference), and the embedding step's result: all from the same forward pass."""
     predictor = predictor_for(model)
     # Labels that a prototype covers and the model was not trained on are not the model's.
     labels = model_labels(project, predictor.class_names)
@@ -138,32 +170,52 @@ def _predict(
             readable.append(item)
         except OSError as exc:
             errors[item.pk] = f"cannot read the stored image: {exc}"
-    result = predictor.predict_and_embed(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
-    probs = {}
+    # Imported here: ml.inference brings torch, which the web process never loads.
+    from ml.inference import embedded as ml_embedded
+
+    result = predictor.score(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
+    shift = predictor.shift_scores(result)
+    probs, pvalues = {}, {}
     for index, item in enumerate(readable):
         if index in result.errors:
             errors[item.pk] = result.errors[index]
         else:
             probs[item.pk] = result.probs[index]
+            pvalues[item.pk] = None if shift is None else float(shift.pvalue[index])
     embedded = batch_embeddings_record(
-        project=project, model=model, items=readable, sources=sources, vectors=result.embeddings
+        project=project,
+        model=model,
+        items=readable,
+        sources=sources,
+        vectors=ml_embedded(result).embeddings,
     )
-    return probs, errors, embedded
+    return probs, errors, pvalues, embedded
 
 
 def _route_batch(
-    project, model, scored, counts: dict, rng, *, reroute: bool, embedded: BatchEmbeddings
+    project,
+    model,
+    scored,
+    counts: dict,
+    rng,
+    *,
+    reroute: bool,
+    pvalues: dict,
+    embedded: BatchEmbeddings,
 ) -> None:
     """Route every scored item in one transaction, each under its row lock, re-checking under
     the lock that it is still waiting for a machine decision."""
     labels = model_labels(project, (model.metrics or {}).get("class_names") or [])
     thresholds = project_thresholds(project, model)
+    rates = audit_rates(project=project, model_version_id=model.pk)
     untouched = set(
         reroutable_items(project)
         .filter(pk__in=[i.pk for i, _, _ in scored])
         .values_list("pk", flat=True)
     )
     with transaction.atomic():
+        # The shift guard first: it locks the project's row (always before items' rows).
+        guard = shift_guard_open(project=project, model=model)
         locked = (
             Item.objects.select_for_update(of=("self",))
             .select_related("project")
@@ -178,6 +230,8 @@ def _route_batch(
             if not waiting:
                 counts["skipped"] += 1
                 continue
+            pvalue = pvalues.get(current.pk)
+            to_humans = guard.to_humans(pvalue, fresh=prediction is None)
             decision, label, confidence = _route_one(
                 project,
                 current,
@@ -186,6 +240,8 @@ def _route_batch(
                 thresholds,
                 rng,
                 embedded.prototype_routes.get(current.pk),
+                to_humans=to_humans,
+                rates=rates,
             )
             if prediction is None:
                 new_predictions.append(
@@ -196,21 +252,35 @@ def _route_batch(
                         label=label,
                         confidence=confidence,
                         decision=decision,
+                        shift_pvalue=pvalue,
+                        unusual=guard.unusual(pvalue),
                     )
                 )
             elif prediction.decision != decision:
                 Prediction.objects.filter(pk=prediction.pk).update(decision=decision)
             counts[decision] += 1
+            counts["unusual"] += int(guard.unusual(pvalue))
         Prediction.objects.bulk_create(new_predictions)
         cost_record_predictions(project=project, count=len(new_predictions))
+        guard.close()
 
 
 def _route_one(
-    project, item: Item, probs, labels, thresholds, rng, prototype=None
+    project,
+    item: Item,
+    probs,
+    labels,
+    thresholds,
+    rng,
+    prototype=None,
+    *,
+    to_humans: bool,
+    rates: dict,
 ) -> tuple[str, object, float]:
     """The routing rule for one item; applies it to the item and returns the decision.
     ``prototype``: a prototype class's say (labeling.embeddings.prototypes), which overrides
-    the model: accept labels the item with that class, maybe sends it to humans."""
+    the model: accept labels the item with that class, maybe sends it to humans.
+    ``to_humans``: the shift guard's verdict (an unusual image, or a shift alert standing)."""
     label_index, confidence, auto = routing.route(probs, thresholds)
     label = labels[label_index]
     if prototype is not None:
@@ -219,7 +289,11 @@ def _route_one(
         confidence = 1.0 - prototype.distance if prototype.distance is not None else 0.0
     credit_pending = False
     rule = credited_label(item)
-    if rule is not None:
+    if rule is not None and to_humans:
+        # The model's probabilities say nothing reliable about an unusual image: a human decides.
+        credit_decide(item=item, source="", label_name=None)
+        credit_pending = True
+    elif rule is not None:
         credited = next((lab for lab in labels if lab.name == rule[1]), None)
         p_credit = float(probs[labels.index(credited)]) if credited in labels else 0.0
         if prototype is not None:
@@ -227,7 +301,8 @@ def _route_one(
         credit = credit_decide(item=item, source=ItemSource.MACHINE, probability=p_credit)
         # A reused photo's credit waits for an admin's look at the pair, not for inspectors.
         credit_pending = credit is not None and credit.outcome == "pending" and not item.reused
-    if auto and not credit_pending and rng.random() < project.audit_rate:
+    auto = auto and not to_humans
+    if auto and not credit_pending and rng.random() < rates.get(label.name, project.audit_rate):
         decision = PredictionDecision.AUDIT
     elif auto and not credit_pending:
         decision = PredictionDecision.AUTO_LABELED

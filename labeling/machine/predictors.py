@@ -13,6 +13,7 @@ from django.conf import settings
 
 from labeling.models import ModelVersion, Project
 from ml import thresholds
+from ml.shift import reference_from_heldout
 
 _predictors: dict[tuple[int, str], object] = {}
 _predictors_lock = threading.Lock()
@@ -70,7 +71,8 @@ def project_thresholds(project: Project, model_version: ModelVersion) -> list[fl
 
     Manual mode: the admin's numbers. Target mode: the lowest threshold per class whose
     precision is at least ``target_precision`` with ``threshold_confidence`` on the model's
-    held-out labels (Learn-then-Test, ml.thresholds)."""
+    held-out labels (Learn-then-Test, ml.thresholds). Never below the target precision (the
+    floor); none at all for a paused class, or while a shift alert stands."""
     labels = list(project.labels.all())
     if project.threshold_mode == Project.ThresholdMode.MANUAL:
         chosen = [project.manual_thresholds.get(label.name) for label in labels]
@@ -79,9 +81,12 @@ def project_thresholds(project: Project, model_version: ModelVersion) -> list[fl
             model_version, project.target_precision, project.threshold_confidence
         )
         chosen = [chosen.get(label.name) for label in labels]
+    # The floor holds in both modes, also for values stored before it existed.
+    chosen = thresholds.threshold_floor(chosen, project.target_precision)
     paused = project.autolabel_paused or {}
     return [
-        None if label.name in paused else value for label, value in zip(labels, chosen, strict=True)
+        None if label.name in paused or project.shift_alert else value
+        for label, value in zip(labels, chosen, strict=True)
     ]
 
 
@@ -127,17 +132,35 @@ def heldout_save(
     output: Path, images: list[bytes], labels: np.ndarray, item_ids: list[int]
 ) -> dict:
     """The candidate's calibrated probabilities on its held-out labels, for thresholds, the
-    admin's risk-coverage curve and the promotion gate."""
+    admin's risk-coverage curve and the promotion gate; and its shift reference (``ml.shift``)
+    calibrated on the same images. A model trained here brings metrics fitted on its training
+    images; one trained elsewhere gets them from half of the held-out images (the other half
+    calibrates). ``data["shift"]`` is the summary to keep with the version's metrics."""
     from ml.inference import Predictor  # imports torch: workers only
 
     predictor = Predictor.load(output, num_threads=settings.TRAIN_THREADS)
-    probs = predictor.predict(images, batch_size=settings.PREDICTION_BATCH_SIZE).probs
-    data = {
-        "probs": probs,
-        "labels": np.asarray(labels, dtype=np.int64),
-        "item_ids": np.asarray(item_ids),
-    }
+    scored = predictor.score(images, batch_size=settings.PREDICTION_BATCH_SIZE)
+    labels = np.asarray(labels, dtype=np.int64)
+    data = {"probs": scored.probs, "labels": labels, "item_ids": np.asarray(item_ids)}
     tmp = output / "heldout.tmp.npz"
     np.savez(tmp, **data)
     tmp.replace(output / "heldout.npz")
+    ok = ~np.isnan(scored.probs).any(axis=1)
+    reference = predictor.shift
+    if reference is not None and reference.fitted_on == "training":
+        reference.alpha = settings.SHIFT_ALPHA
+        reference.calibrate(scored.features[ok], scored.image_stats[ok])
+    elif ok.sum() >= 4:
+        reference = reference_from_heldout(
+            scored.features[ok], labels[ok], scored.image_stats[ok], alpha=settings.SHIFT_ALPHA
+        )
+    else:
+        reference = None
+    if reference is not None:
+        reference.save(output)
+        data["shift"] = reference.summary(
+            drift_level=settings.SHIFT_DRIFT_LEVEL,
+            p1=settings.SHIFT_DRIFT_RATE,
+            arl=settings.SHIFT_FALSE_ALARM_IMAGES,
+        )
     return data

@@ -1,5 +1,6 @@
 """Saving a threshold setting: record who changed what (``ThresholdChange``), then re-route the
-waiting queue with it. Also resuming a class the live audit paused, and the change history.
+waiting queue with it. Also resuming a class the live audit paused or the whole project after a
+shift alert, and the change history.
 
 The setting itself (validation, the effective per-class thresholds) is
 ``labeling.machine.threshold_tuning``'s.
@@ -13,6 +14,7 @@ from django.db import transaction
 from labeling.errors import ServiceError
 from labeling.machine.audit import autolabel_resume
 from labeling.machine.predict import project_repredict
+from labeling.machine.shift_guard import shift_resume, shift_settings
 from labeling.machine.threshold_tuning import (
     active_model_of,
     effective_thresholds,
@@ -32,6 +34,7 @@ def _snapshot(project: Project) -> dict:
             project, active_model_of(project), threshold_settings_current(project)
         ),
         "paused": sorted(project.autolabel_paused or {}),
+        "shift_alert": bool(project.shift_alert),
     }
 
 
@@ -103,6 +106,42 @@ def threshold_resume(
     return change, rerouted
 
 
+def threshold_shift_resume(
+    *, project: Project, by: AbstractBaseUser | None
+) -> tuple[ThresholdChange, int]:
+    """Resume auto-labeling after a shift alert, record it, and re-route the waiting queue. The
+    drift monitor restarts, and every class is audited at the raised rate for a while."""
+    if not project.shift_alert:
+        raise ServiceError("There is no shift alert to resume from.")
+    with transaction.atomic():
+        before = _snapshot(project)
+        shift_resume(project=project)
+        project.refresh_from_db()
+        change = ThresholdChange.objects.create(
+            project=project, changed_by=_user(by), before=before, after=_snapshot(project)
+        )
+        rerouted = _queue_reroute(project)
+    return change, rerouted
+
+
+def shift_status(*, project: Project) -> dict:
+    """The shift check as the pages and the API show it: the alert (empty when none), the
+    model's level and drift alarm, and the monitor's count so far."""
+    model = active_model_of(project)
+    summary = shift_settings(model) if model is not None else None
+    monitor = project.shift_monitor or {}
+    state = monitor.get("state") or {}
+    current = model is not None and monitor.get("model_version") == model.pk
+    return {
+        "alert": project.shift_alert or None,
+        "checking": bool(summary and summary.get("cusum")),
+        "alpha": summary.get("alpha") if summary else None,
+        "calibration_items": summary.get("calibration_items") if summary else None,
+        "images_seen": state.get("seen", 0) if current else 0,
+        "unusual": state.get("flagged", 0) if current else 0,
+    }
+
+
 def _user(by: AbstractBaseUser | None):
     return by if by is not None and by.is_authenticated else None
 
@@ -139,6 +178,8 @@ def change_summary(before: dict, after: dict) -> list[str]:
     resumed = sorted(set(before.get("paused", [])) - set(after.get("paused", [])))
     if resumed:
         lines.append(f"resumed {', '.join(resumed)}")
+    if before.get("shift_alert") and not after.get("shift_alert"):
+        lines.append("resumed after a shift alert")
     return lines or ["no effective change"]
 
 
@@ -153,4 +194,5 @@ def threshold_state(*, project: Project) -> dict:
         "model": project.active_model.version if active_model_of(project) else None,
         "classes": threshold_classes(project=project),
         "changes": threshold_changes_recent(project=project),
+        "shift": shift_status(project=project),
     }

@@ -124,6 +124,15 @@ def threshold_settings_clean(
                 field="manual_thresholds",
             )
         cleaned[name] = None if value is None else float(value)
+    low = thresholds.below_floor(cleaned, float(target)) if mode == ThresholdMode.MANUAL else {}
+    if low:
+        listed = ", ".join(f"{name} ({value:g})" for name, value in low.items())
+        raise ThresholdSettingsInvalid(
+            f"Below the target precision {float(target):g}: {listed}. A calibrated confidence "
+            "under the target precision is never an auto-label; raise these thresholds to the "
+            "target or above, leave them empty (never auto-label), or lower the target.",
+            field="manual_thresholds",
+        )
     return ThresholdSettings(mode, float(target), float(confidence), cleaned)
 
 
@@ -160,8 +169,12 @@ def effective_thresholds(
     else:
         derived = derived_thresholds(model, chosen.target_precision, chosen.threshold_confidence)
         values = {name: derived.get(name) for name in names}
+    floored = thresholds.threshold_floor(list(values.values()), chosen.target_precision)
     paused = project.autolabel_paused or {}
-    return {name: None if name in paused else value for name, value in values.items()}
+    return {
+        name: None if name in paused or project.shift_alert else value
+        for name, value in zip(values, floored, strict=True)
+    }
 
 
 def threshold_classes(*, project: Project) -> list[dict]:

@@ -46,6 +46,7 @@ def training_defaults() -> dict:
         "trainable_blocks": list(settings.TRAIN_TRAINABLE_BLOCKS),
         "epochs": list(settings.TRAIN_EPOCHS),
         "learning_rates": list(settings.TRAIN_LEARNING_RATES),
+        "augment_views": settings.TRAIN_AUGMENT_VIEWS,
         "val_fraction": 0.2,
     }
 
@@ -267,7 +268,12 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         return model
 
     names = project.label_names()
-    metrics = {**result.metrics, "class_names": names, "heldout_items": int(len(heldout["labels"]))}
+    metrics = {
+        **result.metrics,
+        "class_names": names,
+        "heldout_items": int(len(heldout["labels"])),
+        "shift": heldout.get("shift"),  # the shift check's level and drift alarm (ml.shift)
+    }
     model.status = ModelStatus.READY
     model.checkpoint_dir = str(output.relative_to(settings.MODEL_ROOT))
     model.temperature = result.temperature

@@ -70,6 +70,9 @@ class PredictionDecision(models.TextChoices):
     AUDIT = "audit", "Auto-labeled, audited by humans"
     QUEUED = "queued", "Sent to humans"
     FAILED = "failed", "Failed"
+    # Was auto-labeled, then sent back to humans: its class failed the live audit or a shift
+    # alarm went off after it (labeling.machine.recheck).
+    RECHECK = "recheck", "Auto-labeled, returned to humans"
 
 
 class Prediction(TimeStamped):
@@ -86,6 +89,11 @@ class Prediction(TimeStamped):
     confidence = models.FloatField(null=True, blank=True)
     decision = models.CharField(max_length=14, choices=Decision.choices)
     error = models.TextField(blank=True)
+    # How usual the image is for this model (ml.shift): the conformal p-value against the
+    # held-out images (None: the model has no shift reference), and whether it was flagged as
+    # unusual and therefore sent to humans whatever its confidence.
+    shift_pvalue = models.FloatField(null=True, blank=True)
+    unusual = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created_at"]

@@ -78,6 +78,14 @@ class Project(TimeStamped):
     # Classes whose live audit precision fell below target: {label: {"since", "precision", …}}.
     # Auto-labeling of a paused class stops until an admin resumes it.
     autolabel_paused = models.JSONField(default=dict, blank=True)
+    # A sustained shift in incoming images (labeling.machine.shift_guard): while this holds an
+    # alert, no image is auto-labeled until an admin resumes. Empty: no alert.
+    shift_alert = models.JSONField(default=dict, blank=True)
+    # The shift monitor's running state for the active model (ml.shift.DriftState + model id).
+    shift_monitor = models.JSONField(default=dict, blank=True, editable=False)
+    # The live audit's bookkeeping (labeling.machine.audit): per class, since when its sequential
+    # test runs (an admin's resume restarts it), and a raised audit rate after a shift alarm.
+    audit_state = models.JSONField(default=dict, blank=True, editable=False)
     retrain_every = models.PositiveIntegerField(
         default=1000, help_text="Start a training after this many new final labels (0: never)."
     )

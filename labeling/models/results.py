@@ -28,6 +28,10 @@ class CreditDecision(TimeStamped):
     decided_at = models.DateTimeField(null=True, blank=True)
     # Why, when it is not the label alone (a reused photo).
     reason = models.CharField(max_length=200, blank=True)
+    # Set when a decision the machine made is taken back (its auto-label returned to humans
+    # after a failed audit or a shift alarm): the shop's systems see that and why.
+    reopened_at = models.DateTimeField(null=True, blank=True)
+    reopen_reason = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at"]

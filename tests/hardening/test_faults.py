@@ -47,6 +47,7 @@ def model_project(tiny_checkpoint):  # noqa: F811
     project = shapes_project(
         threshold_mode=Project.ThresholdMode.MANUAL,
         manual_thresholds={"circle": 0.0, "square": 0.0, "triangle": 2.0},
+        target_precision=0.34,  # the floor: thresholds are never below the target
         audit_rate=0.0,
     )
     model = install_model(project, tiny_checkpoint)

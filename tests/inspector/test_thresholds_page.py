@@ -19,7 +19,10 @@ from tests.machine.fixtures import (
 pytestmark = pytest.mark.django_db
 
 NEVER = {"circle": None, "square": None, "triangle": None}
-ALWAYS = {"circle": 0.0, "square": 0.0, "triangle": 0.0}
+# With three classes the top confidence is ≥ 1/3: at a target of 0.34 (thresholds are never
+# below the target precision) these thresholds auto-label practically every image.
+LAX = 0.34
+ALWAYS = {"circle": LAX, "square": LAX, "triangle": LAX}
 
 
 def page_url(slug="reviews"):
@@ -160,7 +163,7 @@ def test_saving_records_who_changed_what_and_the_page_lists_it(client, people, p
         page_url(),
         {
             "mode": "manual",
-            "target_precision": "0.98",
+            "target_precision": "0.85",
             "threshold_confidence": "0.95",
             "manual_package": "0.9",
             "manual_product": "",
@@ -194,6 +197,36 @@ def test_saving_records_who_changed_what_and_the_page_lists_it(client, people, p
         },
     )
     assert ThresholdChange.objects.count() == 1
+
+
+def test_a_manual_threshold_below_the_target_precision_is_refused(client, people, project):
+    # A calibrated confidence under the target is never an auto-label: the page and the API
+    # refuse such a setting and say which classes and why; nothing is saved.
+    client.force_login(people["admin"])
+    response = client.post(
+        page_url(),
+        {"mode": "manual", "target_precision": "0.95", "manual_package": "0.5"},
+        follow=True,
+    )
+    page = response.content.decode()
+    assert "Below the target precision 0.95: package (0.5)" in page
+    api = client.put(
+        api_url(),
+        {"mode": "manual", "target_precision": 0.95, "manual_thresholds": {"product": 0.9}},
+        content_type="application/json",
+    )
+    assert api.status_code == 400
+    assert "product (0.9)" in str(api.json())
+    project.refresh_from_db()
+    assert project.threshold_mode == Project.ThresholdMode.TARGET
+    assert not ThresholdChange.objects.exists()
+    # At or above the target it is saved.
+    ok = client.put(
+        api_url(),
+        {"mode": "manual", "target_precision": 0.95, "manual_thresholds": {"product": 0.95}},
+        content_type="application/json",
+    )
+    assert ok.status_code == 200 and ok.json()["manual_thresholds"]["product"] == 0.95
 
 
 def test_api_put_keeps_fields_left_out(client, people, project):
@@ -265,7 +298,7 @@ def test_lowering_a_manual_threshold_reroutes_the_queue(
     with django_capture_on_commit_callbacks(execute=True):
         response = client.put(
             api_url("shapes"),
-            {"mode": "manual", "manual_thresholds": ALWAYS},
+            {"mode": "manual", "manual_thresholds": ALWAYS, "target_precision": LAX},
             content_type="application/json",
         )
     assert response.status_code == 200
@@ -288,7 +321,7 @@ def test_preview_counts_follow_the_setting(client, shapes, queued, settings):
 
     none = preview({"mode": "manual", "manual_thresholds": NEVER})
     assert (none["queued"], none["auto_label"], none["expected_errors_calibrated"]) == (6, 0, 0)
-    every = preview({"mode": "manual", "manual_thresholds": ALWAYS})
+    every = preview({"mode": "manual", "manual_thresholds": ALWAYS, "target_precision": LAX})
     assert every["auto_label"] == 6
     assert 0 < every["expected_errors_calibrated"] < 6
     assert every["heldout"]["n"] == 30 and every["heldout"]["coverage"] == 1.0
@@ -308,7 +341,9 @@ def test_paused_classes_are_never_auto_labeled_in_the_preview(shapes, queued):
     project, _admin = shapes
     project.autolabel_paused = {name: {} for name in ALWAYS}
     project.save()
-    outcome = threshold_preview(project=project, mode="manual", manual_thresholds=ALWAYS)
+    outcome = threshold_preview(
+        project=project, mode="manual", manual_thresholds=ALWAYS, target_precision=LAX
+    )
     assert outcome["auto_label"] == 0
     assert set(outcome["thresholds"].values()) == {None}
 

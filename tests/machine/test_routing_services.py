@@ -26,6 +26,9 @@ def active_model(project, tiny_checkpoint, settings, **thresholds):
     project.refresh_from_db()
     project.threshold_mode = Project.ThresholdMode.MANUAL
     project.manual_thresholds = thresholds
+    # Thresholds never go below the target precision (the floor): a low target lets 0.0 mean
+    # "auto-label (almost) everything" with three classes, whose top confidence is ≥ 1/3.
+    project.target_precision = 0.34
     project.save()
     return project.active_model
 

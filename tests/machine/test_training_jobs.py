@@ -113,6 +113,7 @@ def test_promotion_reroutes_untouched_queued_items(project, tiny_checkpoint, peo
     )
     project.threshold_mode = Project.ThresholdMode.MANUAL
     project.manual_thresholds = {"circle": 0.0, "square": 0.0, "triangle": 0.0}
+    project.target_precision = 0.34  # the floor: thresholds are never below the target
     project.save()
 
     # An imported model that passes the gate (the project's first) is promoted, which re-routes.

@@ -26,6 +26,7 @@ def test_a_real_worker_routes_a_handful_of_images(real_queue, tiny_checkpoint, t
     project = shapes_project(
         threshold_mode=Project.ThresholdMode.MANUAL,
         manual_thresholds={"circle": 0.0, "square": 0.0, "triangle": 2.0},
+        target_precision=0.34,  # the floor: thresholds are never below the target
         audit_rate=0.0,
     )
     assert install_model(project, tiny_checkpoint).status == "active"  # the first model

@@ -16,6 +16,7 @@ from ml.thresholds import (
     route_batch,
     select_class_threshold,
     select_thresholds,
+    threshold_floor,
     walk_starts,
 )
 
@@ -62,10 +63,18 @@ def test_thresholds_are_unchanged_by_the_switch_to_scipy():
     assert len(cases) == len(recorded)
     for (k, probs, labels, target, delta), before in zip(cases, recorded, strict=True):
         now = select_thresholds(probs, None, labels, k, target=target, delta=delta, min_support=30)
-        assert [r.threshold for r in now] == before["thresholds"]
-        assert [r.accepted for r in now] == before["accepted"]
-        assert [r.errors for r in now] == before["errors"]
-        for bound, old in zip([r.upper_bound for r in now], before["bounds"], strict=True):
+        # The walks are unchanged; the floor (added later) then raises what lies below target.
+        walked = [r.threshold if r.floored_from is None else r.floored_from for r in now]
+        assert walked == before["thresholds"]
+        for r, old in zip(now, before["thresholds"], strict=True):
+            assert r.threshold == (None if old is None else max(old, target))
+        unfloored = [r.floored_from is None for r in now]
+        assert [r.accepted for r, u in zip(now, unfloored, strict=True) if u] == [
+            a for a, u in zip(before["accepted"], unfloored, strict=True) if u
+        ]
+        kept = [(r, old) for r, old, u in zip(now, before["bounds"], unfloored, strict=True) if u]
+        for r, old in kept:
+            bound = r.upper_bound
             assert bound == pytest.approx(old, abs=1e-9) if old is not None else bound is None
     # The recording is not trivial: most classes got a threshold, some did not.
     chosen = [t for r in recorded for t in r["thresholds"]]
@@ -97,7 +106,25 @@ def test_a_never_class_says_how_many_more_items_it_needs():
 def test_flawless_class_needs_enough_items_to_prove_precision():
     # 100 perfect items cannot show 98% at 95% confidence (needs n ≥ 149 with zero errors).
     assert select_class_threshold(np.linspace(0.9, 1, 100), np.ones(100, bool)).threshold is None
-    assert select_class_threshold(np.linspace(0.9, 1, 200), np.ones(200, bool)).threshold == 0.9
+    flawless = select_class_threshold(np.linspace(0.9, 1, 200), np.ones(200, bool))
+    # The walk reaches 0.9; the floor keeps the threshold at the target precision.
+    assert (flawless.floored_from, flawless.threshold) == (0.9, 0.98)
+
+
+def test_no_threshold_is_below_the_target_precision():
+    # A flawless held-out class whose confidences reach down to 0.4: the walk would accept all
+    # of them, but an image the calibrated model rates 40 % likely is never an auto-label.
+    conf = np.linspace(1.0, 0.4, 600)
+    result = select_class_threshold(conf, np.ones(600, bool), target=0.95)
+    assert result.floored_from == pytest.approx(0.4)
+    assert result.threshold == 0.95
+    assert result.accepted == int((conf >= 0.95).sum())
+    assert "floor" in result.reason
+    probs = np.array([[0.6, 0.4], [0.94, 0.06], [0.95, 0.05], [0.99, 0.01]])
+    _, _, auto = route_batch(probs, [result.threshold, result.threshold])
+    assert auto.tolist() == [False, False, True, True]
+    # Thresholds set by hand (or stored before the floor existed) are raised the same way.
+    assert threshold_floor([0.3, None, 0.97], 0.95) == [0.95, None, 0.97]
 
 
 def test_one_confidently_wrong_item_does_not_disable_a_good_class():
@@ -110,8 +137,9 @@ def test_one_confidently_wrong_item_does_not_disable_a_good_class():
     several = select_class_threshold(conf, correct)
 
     assert single.threshold is None
-    assert several.threshold is not None and several.accepted >= 600
-    assert several.upper_bound <= 1 - TARGET
+    # The walk goes far down (to about 0.7); the floor then keeps only confidences ≥ target.
+    assert several.floored_from is not None and several.floored_from < 0.75
+    assert several.threshold == TARGET and several.accepted == int((conf >= TARGET).sum())
 
 
 def test_small_calibration_sets_keep_one_walk_at_full_delta():

@@ -66,8 +66,8 @@ def test_a_corrupt_training_image_is_skipped_not_fatal(trained):
 
 def test_checkpoint_is_complete_with_its_resolved_config(trained):
     result, out, _ = trained
-    # No temporary files left behind by the atomic writes.
-    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt"]
+    # No temporary files left behind by the atomic writes; the shift reference sits beside.
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.pt", "shift.npz"]
     config = json.loads((out / "config.json").read_text())
     assert config["architecture"] == "tf_efficientnet_lite0"
     assert config["class_names"] == list(SHAPES)

@@ -1,0 +1,209 @@
+"""Images unlike the calibration images go to humans and raise a shift alert; a class that fails
+the sequential audit pauses, and its recent auto-labels and their credits are taken back.
+
+A real tiny model, imported the way an admin imports one (checked, scored on the project's human
+labels, which also fit and calibrate its shift reference), routes real images through the same
+service the worker runs."""
+
+import io
+
+import numpy as np
+import pytest
+from django.urls import reverse
+from PIL import Image, ImageOps
+
+from labeling.access import Role
+from labeling.answers import gold_item_add
+from labeling.ingest import Upload, item_ingest
+from labeling.machine.audit import audit_rates
+from labeling.machine.model_import import model_import, model_import_score
+from labeling.machine.predict import items_predict, reroutable_items
+from labeling.machine.threshold_changes import change_summary
+from labeling.models import (
+    CreditDecision,
+    CreditOutcome,
+    Item,
+    ItemStatus,
+    ModelStatus,
+    Prediction,
+    PredictionDecision,
+    Project,
+    ThresholdChange,
+)
+from labeling.project_setup import member_add
+from tests.machine.fixtures import add_shapes, shapes_project
+from tests.ml.shapes import SHAPES, shape_image
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+TARGET = 0.9
+REVIEW = {"shape_review": "circle"}  # a circle earns the credit
+
+
+def shifted_png(label: int, seed: int) -> bytes:
+    """The same shapes photographed differently: inverted (dark background), tinted, and small
+    on a larger canvas."""
+    img = ImageOps.invert(shape_image(SHAPES[label], np.random.default_rng(seed), size=40))
+    array = np.asarray(img, dtype=np.float32) * np.array([1.0, 0.55, 0.35])
+    canvas = Image.new("RGB", (96, 96), (20, 0, 40))
+    canvas.paste(Image.fromarray(array.astype(np.uint8)), (8 + seed % 40, 50 - seed % 30))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def ingest(project, pngs: list[tuple[int, bytes]], offset: int) -> list[int]:
+    uploads = [
+        Upload(
+            f"u{offset + i}.png",
+            png,
+            {"truth": SHAPES[label], "review_type": "shape_review", "review_id": f"r{offset + i}"},
+        )
+        for i, (label, png) in enumerate(pngs)
+    ]
+    return item_ingest(project=project, uploads=uploads, queue_prediction=False).created_ids
+
+
+def ordinary(project, n: int, offset: int) -> list[int]:
+    from tests.machine.fixtures import shape_png
+
+    return ingest(project, [(i % 3, shape_png(i % 3, offset + i)) for i in range(n)], offset)
+
+
+@pytest.fixture
+def project(settings, tiny_checkpoint):
+    """A project with 240 human labels and the tiny model imported and active. A 5 % level
+    (instead of 1 %) lets 120 calibration images flag anything at all."""
+    settings.SHIFT_ALPHA = 0.05
+    settings.SHIFT_FALSE_ALARM_IMAGES = 10_000
+    project = shapes_project(
+        audit_rate=0.0,
+        gold_rate=0.0,
+        threshold_mode=Project.ThresholdMode.MANUAL,
+        manual_thresholds=dict.fromkeys(SHAPES, TARGET),
+        target_precision=TARGET,
+        credit_rules=REVIEW,
+    )
+    add_shapes(project, 240, offset=40_000, label_them=True, queue_prediction=False)
+    checkpoint, _ = tiny_checkpoint
+    model = model_import(project=project, checkpoint_dir=checkpoint, queue=False)
+    model = model_import_score(model_version_id=model.pk)
+    assert model.status == ModelStatus.ACTIVE, model.status_reason
+    assert model.metrics["shift"]["cusum"] is not None
+    project.refresh_from_db()
+    return project
+
+
+def statuses(ids) -> list[str]:
+    return list(Item.objects.filter(pk__in=ids).order_by("pk").values_list("status", flat=True))
+
+
+def test_a_shifted_batch_goes_to_humans_and_raises_the_shift_alert(project, client, make_user):
+    usual = ordinary(project, 30, offset=50_000)
+    items_predict(item_ids=usual)
+    project.refresh_from_db()
+    assert statuses(usual).count(ItemStatus.AUTO_LABELED) >= 24
+    assert project.shift_alert == {}
+
+    shifted = ingest(project, [(i % 3, shifted_png(i % 3, i)) for i in range(40)], offset=60_000)
+    items_predict(item_ids=shifted)
+
+    project.refresh_from_db()
+    # Not one shifted photo keeps an auto-label: the unusual ones went straight to humans, and
+    # any auto-labeled before the alarm were sent back when it rang.
+    assert set(statuses(shifted)) == {ItemStatus.QUEUED}
+    predictions = Prediction.objects.filter(item_id__in=shifted)
+    assert predictions.filter(unusual=True).count() >= 30
+    assert not predictions.filter(decision=PredictionDecision.AUTO_LABELED).exists()
+    alert = project.shift_alert
+    assert alert and "no longer look like" in alert["message"] and alert["run_odd"] >= 5
+    # No machine credit decision stands on a shifted photo: a human decides.
+    credits = CreditDecision.objects.filter(item_id__in=shifted)
+    assert set(credits.values_list("outcome", flat=True)) == {CreditOutcome.PENDING}
+    # Nor are they auto-labeled later by a threshold change or a new model's re-routing.
+    assert not reroutable_items(project).filter(pk__in=shifted).exists()
+
+    # While the alert stands, even ordinary images go to humans.
+    later = ordinary(project, 9, offset=70_000)
+    items_predict(item_ids=later)
+    assert set(statuses(later)) == {ItemStatus.QUEUED}
+
+    # The alert is visible: project page, thresholds page, API.
+    admin = make_user("ada-admin", Role.ADMIN)
+    member_add(project=project, user=admin)
+    client.force_login(admin)
+    assert "incoming images changed" in client.get(reverse("project", args=[project.slug])).text
+    assert "Resume auto-labeling" in client.get(reverse("thresholds", args=[project.slug])).text
+    api = client.get(reverse("api-thresholds", args=[project.slug])).json()
+    assert api["shift"]["alert"]["model_version"] == 1 and api["shift"]["checking"]
+
+    # The admin resumes through the API: recorded, and every class audited more for a while.
+    response = client.post(
+        reverse("api-thresholds-resume", args=[project.slug]),
+        {"shift": True},
+        content_type="application/json",
+    )
+    assert response.status_code == 200 and response.json()["shift"]["alert"] is None
+    change = ThresholdChange.objects.get(project=project)
+    assert "resumed after a shift alert" in change_summary(change.before, change.after)
+    project.refresh_from_db()
+    rates = audit_rates(project=project, model_version_id=project.active_model_id)
+    assert set(rates.values()) == {0.25}
+    again = ordinary(project, 12, offset=80_000)
+    items_predict(item_ids=again)
+    assert ItemStatus.AUTO_LABELED in statuses(again)
+
+
+def test_a_paused_class_sends_its_recent_auto_labels_back_and_reopens_their_credits(project):
+    first = ordinary(project, 24, offset=90_000)
+    items_predict(item_ids=first)
+    circles = list(
+        Item.objects.filter(
+            pk__in=first, status=ItemStatus.AUTO_LABELED, final_label__name="circle"
+        ).values_list("pk", flat=True)
+    )
+    others = list(
+        Item.objects.filter(pk__in=first, status=ItemStatus.AUTO_LABELED)
+        .exclude(pk__in=circles)
+        .values_list("pk", flat=True)
+    )
+    assert len(circles) >= 5 and others
+    granted = CreditDecision.objects.filter(item_id__in=circles)
+    assert set(granted.values_list("outcome", flat=True)) == {CreditOutcome.GRANTED}
+
+    # Audit everything now; the experts find the machine's circles are squares.
+    Project.objects.filter(pk=project.pk).update(audit_rate=1.0)
+    audited = ordinary(project, 18, offset=95_000)
+    items_predict(item_ids=audited)
+    audit_circles = Item.objects.filter(
+        pk__in=audited, is_audit=True, predictions__label__name="circle"
+    ).order_by("pk")
+    square = project.labels.get(name="square")
+    decided = 0
+    for item in audit_circles:
+        project.refresh_from_db()
+        if "circle" in project.autolabel_paused:
+            break
+        gold_item_add(item=item, label=square)
+        decided += 1
+
+    project.refresh_from_db()
+    pause = project.autolabel_paused.get("circle")
+    # Clearly below target: paused after a handful of audits, not the 20 the old rule waited for.
+    assert pause is not None and decided <= 5 and pause["audited"] == decided
+    # Every circle auto-label given since the last audit point that passed (here: since the
+    # model went live) is back with the humans, and the credits decided on them are reopened.
+    assert pause["rechecked"] == len(circles)
+    assert set(statuses(circles)) == {ItemStatus.QUEUED}
+    assert not Item.objects.filter(pk__in=circles, final_label__isnull=False).exists()
+    assert set(
+        Prediction.objects.filter(item_id__in=circles).values_list("decision", flat=True)
+    ) == {PredictionDecision.RECHECK}
+    reopened = CreditDecision.objects.filter(item_id__in=circles)
+    assert set(reopened.values_list("outcome", flat=True)) == {CreditOutcome.PENDING}
+    assert all(c.reopened_at and "failed the live audit" in c.reopen_reason for c in reopened)
+    assert pause["credits_reopened"] == len(circles)
+    # Other classes keep their labels.
+    assert set(statuses(others)) == {ItemStatus.AUTO_LABELED}
+    # The rechecked images wait for inspectors; re-routing does not auto-label them again.
+    assert not reroutable_items(project).filter(pk__in=circles).exists()
