@@ -76,6 +76,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", default="8")
     parser.add_argument("--lrs", default="2e-3,4e-3")
     parser.add_argument("--target", type=float, default=0.98)
+    parser.add_argument(
+        "--flip-augment",
+        action="store_true",
+        help="train on each image or its mirror, drawn per epoch (TrainConfig.flip_augment)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoints", default="/tmp/ml-bench", help="where models are saved")
     parser.add_argument("--out", default="bench/results/learning_curve.json")
@@ -113,6 +118,7 @@ def main(argv: list[str] | None = None) -> dict:
                     epochs=tuple(int(v) for v in args.epochs.split(",")),
                     learning_rates=tuple(float(v) for v in args.lrs.split(",")),
                     time_budget_s=args.budget,
+                    flip_augment=args.flip_augment,
                     target_precision=args.target,
                     seed=args.seed,
                     progress=progress,

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
 from labeling.errors import ServiceError
+from labeling.machine.evidence_report import calibration_cost, evidence_summary
 from labeling.machine.threshold_changes import (
     threshold_changes_recent,
     threshold_resume,
@@ -46,6 +47,8 @@ def _settings_from_form(request: HttpRequest, names: list[str]) -> dict:
         "target_precision": _number(request.POST.get("target_precision"), "Target precision"),
         "threshold_confidence": _number(request.POST.get("threshold_confidence"), "Confidence"),
         "manual_thresholds": manual,
+        "scope": request.POST.get("scope") or None,
+        "calibration_share": _number(request.POST.get("calibration_share"), "Calibration share"),
     }
 
 
@@ -78,6 +81,10 @@ def thresholds(request: HttpRequest, slug: str) -> HttpResponse:
             "classes": threshold_classes(project=project),
             "preview": threshold_preview(project=project),
             "changes": threshold_changes_recent(project=project),
+            "calibration": {
+                "cost": calibration_cost(project=project),
+                "summary": evidence_summary(project=project),
+            },
         },
     )
 

@@ -4,6 +4,10 @@ Routing rule (DESIGN.md): an item is auto-labeled when its calibrated confidence
 predicted class's accept threshold, unless that class is paused by the live audit or its review
 credit falls between the two credit thresholds; otherwise it goes to the human queue. A random
 ``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision.
+
+Before any of that, a random ``calibration_share`` of new images goes to humans whatever the
+model says (:func:`calibration_draw`): the unbiased sample thresholds are certified on
+(``labeling.machine.certification``).
 """
 
 import logging
@@ -19,7 +23,8 @@ from labeling.answers import item_finalize
 from labeling.costs import cost_record_predictions
 from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
-from labeling.machine.predictors import predictor_for, project_thresholds
+from labeling.machine.certification import project_thresholds
+from labeling.machine.predictors import predictor_for
 from labeling.models import (
     Assignment,
     GoldItem,
@@ -46,11 +51,38 @@ def reroutable_items(project: Project):
     the queue. The one definition of "untouched" (also used by the threshold preview)."""
     return (
         Item.objects.filter(
-            project=project, status=ItemStatus.QUEUED, answer_count=0, is_audit=False
+            project=project,
+            status=ItemStatus.QUEUED,
+            answer_count=0,
+            is_audit=False,
+            is_calibration=False,
         )
         .exclude(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
         .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"))))
     )
+
+
+def calibration_draw(*, project: Project, rng: random.Random) -> bool:
+    """The calibration-share hook: True sends a new image to humans whatever its confidence.
+    The draw depends on nothing about the image, so the calibration items are a uniform random
+    sample of the stream (the human queue is not: it holds what the model was unsure of)."""
+    return rng.random() < project.calibration_share
+
+
+def _queue_unrouted(item: Item, *, calibration: bool) -> bool:
+    """No model to trust yet: to humans, blind to any confidence. False if it was not new."""
+    return bool(
+        Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(
+            status=ItemStatus.QUEUED, is_calibration=calibration, routed_blind=True
+        )
+    )
+
+
+def _blind(item: Item, *, first_route: bool, thresholds) -> bool:
+    """Whether the item's stay with humans still does not depend on any confidence: drawn for
+    calibration, or routed (and every re-route so far) with no threshold in force."""
+    no_threshold = all(t is None for t in thresholds)
+    return item.is_calibration or ((first_route or item.routed_blind) and no_threshold)
 
 
 def items_predict(
@@ -74,8 +106,8 @@ def items_predict(
         if model is None or not model.is_calibrated or model.status != ModelVersion.Status.ACTIVE:
             # No model to trust yet: everything goes to humans.
             for item in group:
-                queued = Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(
-                    status=ItemStatus.QUEUED
+                queued = _queue_unrouted(
+                    item, calibration=calibration_draw(project=project, rng=rng)
                 )
                 counts["queued" if queued else "skipped"] += 1
             continue
@@ -183,6 +215,11 @@ def _route_one(project, item: Item, probs, labels, thresholds, rng) -> tuple[str
     """The routing rule for one item; applies it to the item and returns the decision."""
     label_index, confidence, auto = routing.route(probs, thresholds)
     label = labels[label_index]
+    first_route = item.status == ItemStatus.NEW
+    if first_route and calibration_draw(project=project, rng=rng):
+        item.is_calibration = True
+        auto = False
+    item.routed_blind = _blind(item, first_route=first_route, thresholds=thresholds)
     credit_pending = False
     rule = credited_label(item)
     if rule is not None:
@@ -202,7 +239,16 @@ def _route_one(project, item: Item, probs, labels, thresholds, rng) -> tuple[str
     else:
         item.status = ItemStatus.QUEUED
         item.is_audit = decision == PredictionDecision.AUDIT
-        item.save(update_fields=["status", "is_audit", "prediction_error", "updated_at"])
+        item.save(
+            update_fields=[
+                "status",
+                "is_audit",
+                "is_calibration",
+                "routed_blind",
+                "prediction_error",
+                "updated_at",
+            ]
+        )
     return decision, label, confidence
 
 

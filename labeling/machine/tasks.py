@@ -8,7 +8,8 @@ from django.db import InterfaceError, OperationalError
 
 from labeling import dispatch
 from labeling.errors import ServiceError
-from labeling.machine.predict import items_predict
+from labeling.machine.certification import thresholds_recertify
+from labeling.machine.predict import items_predict, project_repredict
 from labeling.machine.training import new_label_count, training_due, training_run, training_start
 from labeling.models import Project
 
@@ -45,9 +46,14 @@ def _start(project: Project, reason: str) -> None:
 
 @shared_task
 def check_training_triggers() -> int:
-    """Start a training wherever ``retrain_every`` new human labels have accumulated."""
+    """Certify the active model again where its evidence has grown (and re-route the waiting
+    queue if its thresholds moved); start a training wherever enough new labels arrived."""
     started = 0
-    for project in Project.objects.all():
+    for project in Project.objects.select_related("active_model"):
+        if project.threshold_mode == Project.ThresholdMode.TARGET and thresholds_recertify(
+            project=project
+        ):
+            project_repredict(project=project)
         if training_due(project=project):
             _start(project, "new labels")
             started += 1

@@ -18,6 +18,7 @@ from labeling.models.projects import (
     Project,
     ThresholdChange,
     ThresholdMode,
+    ThresholdScope,
 )
 from labeling.models.results import CostEntry, CostKind, CreditDecision, CreditOutcome
 
@@ -31,6 +32,7 @@ __all__ = [
     "ModelStatus",
     "PredictionDecision",
     "ThresholdMode",
+    "ThresholdScope",
     "Annotation",
     "AnnotatorSkill",
     "Assignment",

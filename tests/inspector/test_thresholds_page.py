@@ -5,10 +5,11 @@ import pytest
 from django.urls import reverse
 
 from labeling.access import Role
+from labeling.answers import item_finalize
 from labeling.machine.predict import items_predict
 from labeling.machine.promotion import model_promote
 from labeling.machine.threshold_tuning import threshold_preview
-from labeling.models import Item, ItemStatus, Project, ThresholdChange
+from labeling.models import Item, ItemSource, ItemStatus, Project, ThresholdChange
 from labeling.project_setup import member_add
 from tests.machine.fixtures import (
     add_shapes,
@@ -278,6 +279,22 @@ def test_lowering_a_manual_threshold_reroutes_the_queue(
     assert change.before["thresholds"] == NEVER and change.after["thresholds"] == ALWAYS
 
 
+def calibrate(project, n: int) -> list[int]:
+    """``n`` images the active model predicted, drawn for the calibration share and labeled."""
+    ids = add_shapes(project, n, offset=900, queue_prediction=False)
+    Item.objects.filter(pk__in=ids).update(is_calibration=True)
+    items_predict(item_ids=ids)
+    labels = {label.name: label for label in project.labels.all()}
+    for item in Item.objects.filter(pk__in=ids):
+        item_finalize(
+            item=item,
+            label=labels[item.metadata["truth"]],
+            source=ItemSource.CONSENSUS,
+            confidence=0.99,
+        )
+    return ids
+
+
 def test_preview_counts_follow_the_setting(client, shapes, queued, settings):
     project, admin = shapes
     client.force_login(admin)
@@ -295,8 +312,13 @@ def test_preview_counts_follow_the_setting(client, shapes, queued, settings):
     assert every["heldout"]["n"] == 30 and every["heldout"]["coverage"] == 1.0
     assert every["expected_errors_heldout"] is not None
     assert sum(row["auto_label"] for row in every["per_class"]) == 6
-    # Target mode: a lax target derives thresholds, a strict one cannot be shown on 30 images.
+    # Target mode certifies on the calibration sample: without one, nothing is certified.
     settings.THRESHOLD_MIN_SUPPORT = 1
+    lax = preview({"mode": "target", "target_precision": 0.34, "threshold_confidence": 0.5})
+    assert lax["auto_label"] == 0
+    # With 30 calibration labels (images the model predicted, sent to humans at random), a lax
+    # target derives thresholds, a strict one cannot be shown on 30 images.
+    calibrate(project, 30)
     lax = preview({"mode": "target", "target_precision": 0.34, "threshold_confidence": 0.5})
     strict = preview({"mode": "target", "target_precision": 0.99, "threshold_confidence": 0.95})
     assert lax["auto_label"] > strict["auto_label"] == 0
