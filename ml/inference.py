@@ -92,8 +92,20 @@ class Predictor:
 
     def predict(self, images: Sequence[ImageSource], batch_size: int = 64) -> Predictions:
         """Calibrated class probabilities for ``images`` (paths, bytes, files, arrays, PIL)."""
+        logits, errors = self.raw_logits(images, batch_size=batch_size)
+        scaled = torch.from_numpy(logits) / self.temperature
+        probs = torch.softmax(scaled, dim=1).numpy()  # NaN rows stay NaN
+        return Predictions(probs, errors)
+
+    def raw_logits(
+        self, images: Sequence[ImageSource], batch_size: int = 64, *, flip: bool | None = None
+    ) -> tuple[np.ndarray, dict[int, str]]:
+        """Logits before temperature (float64, NaN rows where decoding failed). With ``flip``
+        (default: the checkpoint's ``tta.flip``), the mean of the image's and its mirror's
+        logits: test-time augmentation, at twice the compute."""
+        flip = bool(self.config.get("tta", {}).get("flip")) if flip is None else flip
         n = len(images)
-        probs = np.full((n, self.num_classes), np.nan, dtype=np.float64)
+        out = np.full((n, self.num_classes), np.nan, dtype=np.float64)
         errors: dict[int, str] = {}
         # Decode one batch at a time so memory stays bounded however many images come in.
         for start in range(0, n, batch_size):
@@ -106,10 +118,12 @@ class Predictor:
                     errors[i] = f"{type(exc).__name__}: {exc}"
             if not arrays:
                 continue
-            logits = self.logits(normalize(np.stack(arrays), self.preprocess))
-            scaled = logits.double() / self.temperature
-            probs[indices] = torch.softmax(scaled, dim=1).numpy()
-        return Predictions(probs, errors)
+            batch = normalize(np.stack(arrays), self.preprocess)
+            logits = self.logits(batch).double()
+            if flip:
+                logits = (logits + self.logits(torch.flip(batch, dims=[3])).double()) / 2
+            out[indices] = logits.numpy()
+        return out, errors
 
     def route(self, probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(labels, confidences, auto mask)`` with the checkpoint's thresholds.

@@ -359,3 +359,56 @@ def test_managers_read_the_thresholds_of_a_project_with_a_model(client, shapes, 
     body = client.get(api_url("shapes")).json()
     assert body["model"] == 1 and body["mode"] == "manual"
     assert {c["name"]: c["in_force"] for c in body["classes"]} == NEVER
+
+
+# --- scope and calibration share -----------------------------------------------------------
+
+
+def test_scope_and_calibration_share_are_saved_recorded_and_validated(client, shapes, queued):
+    project, admin = shapes
+    client.force_login(admin)
+    response = client.put(
+        api_url("shapes"),
+        {"mode": "target", "scope": "overall", "calibration_share": 0.1},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["scope"], body["calibration_share"]) == ("overall", 0.1)
+    project.refresh_from_db()
+    assert (project.threshold_scope, project.calibration_share) == ("overall", 0.1)
+    summary = ThresholdChange.objects.get(project=project).after
+    assert summary["scope"] == "overall" and summary["calibration_share"] == 0.1
+    for bad, field in (
+        ({"scope": "some"}, "scope"),
+        ({"calibration_share": 1.0}, "calibration_share"),
+    ):
+        refused = client.put(api_url("shapes"), bad, content_type="application/json")
+        assert refused.status_code == 400 and field in refused.json()
+
+
+def test_the_page_shows_both_guarantee_curves_and_what_the_share_costs(
+    client, shapes, queued, settings
+):
+    project, admin = shapes
+    settings.THRESHOLD_MIN_SUPPORT = 1
+    calibrate(project, 30)
+    client.force_login(admin)
+    response = client.get(page_url("shapes"))
+    page = response.content.decode()
+    assert 'id="guarantee-chart"' in page and 'name="scope"' in page
+    guarantee = response.context["curve"]["guarantee"]
+    assert guarantee["n"] == 30
+    # the overall guarantee certifies at least as much of the sample as the per-class one
+    for per_class, overall in zip(guarantee["per_class"], guarantee["overall"], strict=True):
+        assert overall["coverage"] >= per_class["coverage"]
+    # the cost follows the share being previewed: twice the share, twice the answers
+    cost = response.context["calibration"]["cost"]
+    doubled = client.post(
+        preview_url("shapes"),
+        {"calibration_share": 2 * project.calibration_share or 0.1},
+        content_type="application/json",
+    ).json()["calibration_cost"]
+    assert doubled["share"] == (2 * project.calibration_share or 0.1)
+    assert doubled["answers_per_1000_images"] >= cost["answers_per_1000_images"]
+    assert "per 1,000 images" in page
