@@ -10,5 +10,6 @@ urlpatterns = [
     path("models/", admin_models.models, name="models"),
     path("models/train/", admin_models.models_train, name="models-train"),
     path("models/rollback/", admin_models.models_rollback, name="models-rollback"),
+    path("models/import/", admin_models.models_import, name="models-import"),
     path("models/<id:version>/promote/", admin_models.models_promote, name="models-promote"),
 ]

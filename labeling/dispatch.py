@@ -21,8 +21,9 @@ from labeling.celery import app
 
 PREDICT_ITEMS = "labeling.machine.tasks.predict_items"
 TRAIN_MODEL_VERSION = "labeling.machine.tasks.train_model_version"
+SCORE_IMPORTED_MODEL = "labeling.machine.tasks.score_imported_model"
 
-JOB_NAMES = (PREDICT_ITEMS, TRAIN_MODEL_VERSION)
+JOB_NAMES = (PREDICT_ITEMS, TRAIN_MODEL_VERSION, SCORE_IMPORTED_MODEL)
 
 
 def job_queue(name: str, *args: object) -> None:

@@ -193,6 +193,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labeling.machine.tasks.check_training_triggers",
         "schedule": 300.0,
     },
+    # New calibration labels keep arriving: thresholds are certified again on them.
+    "recertify-thresholds": {
+        "task": "labeling.machine.tasks.recertify_thresholds",
+        "schedule": 300.0,
+    },
     "nightly-training": {
         "task": "labeling.machine.tasks.nightly_training",
         "schedule": crontab(hour=int(os.environ.get("NIGHTLY_TRAINING_HOUR", 2)), minute=0),
@@ -215,6 +220,8 @@ TRAIN_TRAINABLE_BLOCKS = [int(x) for x in env_list("TRAIN_TRAINABLE_BLOCKS", "8"
 TRAIN_EPOCHS = [int(x) for x in env_list("TRAIN_EPOCHS", "8")]
 TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.002,0.004")]
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
+# Largest model archive an admin may upload (an EfficientNet-Lite0 checkpoint is about 14 MB).
+MODEL_IMPORT_MAX_BYTES = int(os.environ.get("MODEL_IMPORT_MAX_BYTES", 200 * 2**20))
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -18,13 +18,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ml.factory import CONFIG_FILE, WEIGHTS_FILE, create_model
+from ml.checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config
+from ml.factory import create_model
 
 FORMAT_VERSION = 1
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint directory is incomplete or inconsistent."""
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -73,13 +70,6 @@ def _json_default(value):
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def read_config(checkpoint_dir: str | Path) -> dict:
-    path = Path(checkpoint_dir) / CONFIG_FILE
-    if not path.is_file():
-        raise CheckpointError(f"{checkpoint_dir}: no {CONFIG_FILE} (incomplete checkpoint?)")
-    return json.loads(path.read_text())
 
 
 def load_checkpoint(checkpoint_dir: str | Path, *, verify: bool = True) -> tuple[nn.Module, dict]:

@@ -74,3 +74,17 @@ def evaluation_metrics(
         ]
     metrics["thresholds"] = list(chosen)
     return metrics
+
+
+def jsonable(value):
+    """``value`` with numpy scalars made Python numbers and NaN or infinity made None, so that
+    metrics go into a JSON field (which refuses NaN) unchanged otherwise."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

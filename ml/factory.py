@@ -16,12 +16,10 @@ import torch
 from torch import nn
 
 from ml import weights as offline_weights
+from ml.checkpoint_files import CONFIG_FILE, WEIGHTS_FILE
 from ml.preprocess import PreprocessConfig
 
 DEFAULT_ARCHITECTURE = offline_weights.OFFLINE_ARCHITECTURE
-
-CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.pt"
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,20 @@ def test_the_checker_catches_a_cycle_and_a_hidden_one():
     edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_web_process_does_not_load_torch():
+    # Pages and the API never run a model; loading torch would cost every web worker ~0.5 GB
+    # and seconds at start. Workers import ml.inference / ml.training where they run a model.
+    import subprocess
+    import sys
+
+    code = (
+        "import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'labeling.settings');"
+        "import django; django.setup(); import labeling.urls, labeling.wsgi;"
+        "print(sorted(m for m in ('torch', 'timm', 'torchvision') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
 from labeling.errors import ServiceError
+from labeling.machine.model_import import model_import_upload
 from labeling.machine.promotion import model_promote, model_rollback
 from labeling.machine.training import training_start
 from labeling.models import ModelStatus, ModelVersion
@@ -107,4 +108,23 @@ def models_rollback(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, exc.message)
     else:
         messages.success(request, f"Rolled back: v{model.version} is the active model again.")
+    return redirect("models", slug=project.slug)
+
+
+@login_required
+@require_http_methods(["POST"])
+def models_import(request: HttpRequest, slug: str) -> HttpResponse:
+    project = project_for_user(request.user, slug, roles=(Role.ADMIN,))
+    archive = request.FILES.get("archive")
+    if archive is None:
+        messages.error(request, "Choose a checkpoint archive (.zip or .tar.gz) to import.")
+        return redirect("models", slug=project.slug)
+    try:
+        model = model_import_upload(project=project, archive=archive, by=request.user)
+    except ServiceError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(
+            request, f"Imported as v{model.version}; a worker is scoring it on held-out labels."
+        )
     return redirect("models", slug=project.slug)

@@ -4,6 +4,8 @@ promote, roll back). Thin wrappers over the services the admin pages use."""
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -16,6 +18,7 @@ from labeling.api.admin_serializers import (
     ThresholdStateSerializer,
 )
 from labeling.api.permissions import api_project
+from labeling.machine.model_import import model_import_upload
 from labeling.machine.promotion import model_promote, model_rollback
 from labeling.machine.threshold_changes import threshold_state, thresholds_save
 from labeling.machine.threshold_tuning import threshold_preview
@@ -108,6 +111,34 @@ class ModelTrain(APIView):
     def post(self, request, slug: str) -> Response:
         project = api_project(request, slug, roles=ADMINS)
         model = training_start(project=project, by=request.user)
+        return Response(ModelVersionSerializer(model).data, status=status.HTTP_201_CREATED)
+
+
+class ModelImport(APIView):
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        request={
+            "multipart/form-data": {
+                "type": "object",
+                "properties": {"archive": {"type": "string", "format": "binary"}},
+                "required": ["archive"],
+            }
+        },
+        responses={201: ModelVersionSerializer},
+        summary="Import a model trained elsewhere",
+        description="Upload a .zip or .tar.gz holding a checkpoint written by ml.training.train "
+        "(config.json and model.pt). It must name the project's labels in the project's order, "
+        "be calibrated and load; otherwise 400 with the reason. The new version is scored on the "
+        "project's held-out labels in a worker (status 'training', then 'ready' or 'active' "
+        "after the promotion gate). 409 while another version trains.",
+    )
+    def post(self, request, slug: str) -> Response:
+        project = api_project(request, slug, roles=ADMINS)
+        archive = request.FILES.get("archive")
+        if archive is None:
+            raise ValidationError({"archive": ["Upload the checkpoint archive as 'archive'."]})
+        model = model_import_upload(project=project, archive=archive, by=request.user)
         return Response(ModelVersionSerializer(model).data, status=status.HTTP_201_CREATED)
 
 

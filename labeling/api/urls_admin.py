@@ -14,6 +14,7 @@ urlpatterns = [
     path("models/", admin_views.ModelList.as_view(), name="api-models"),
     path("models/train/", admin_views.ModelTrain.as_view(), name="api-models-train"),
     path("models/rollback/", admin_views.ModelRollback.as_view(), name="api-models-rollback"),
+    path("models/import/", admin_views.ModelImport.as_view(), name="api-models-import"),
     path("models/<id:version>/", admin_views.ModelDetail.as_view(), name="api-model"),
     path(
         "models/<id:version>/promote/",

@@ -24,7 +24,7 @@ from labeling.costs import cost_record_predictions
 from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
 from labeling.machine.certification import project_thresholds
-from labeling.machine.predictors import predictor_for
+from labeling.machine.predictors import class_names_mismatch, predictor_for
 from labeling.models import (
     Assignment,
     GoldItem,
@@ -139,15 +139,9 @@ def items_predict(
 def _predict(project: Project, model: ModelVersion, items: list[Item]) -> tuple[dict, dict]:
     """Calibrated probabilities per item id, and the reason per item that could not be read."""
     predictor = predictor_for(model)
-    labels = list(project.labels.all())
-    if len(labels) != len(predictor.class_names) or any(
-        trained not in (label.name, label.display_name)
-        for label, trained in zip(labels, predictor.class_names, strict=False)
-    ):
-        raise RuntimeError(
-            f"model v{model.version} was trained on classes {predictor.class_names}, "
-            f"the project now has {[label.name for label in labels]}"
-        )
+    mismatch = class_names_mismatch(project, predictor.class_names)
+    if mismatch:
+        raise RuntimeError(f"model v{model.version} cannot serve this project: {mismatch}")
     sources, readable, errors = [], [], {}
     for item in items:
         try:

@@ -22,7 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from labeling.errors import ServiceError
-from labeling.machine.certification import model_certify
+from labeling.machine.certification import model_certify, thresholds_recertify
 from labeling.machine.predict import project_repredict
 from labeling.machine.predictors import heldout_load, predictor_for
 from labeling.manifests import manifest_labels
@@ -261,4 +261,23 @@ def model_rollback(*, project: Project, by: AbstractBaseUser | None = None) -> M
         raise ServiceError("There is no earlier model to roll back to.")
     return model_promote(
         model=previous, by=by, reason=f"rolled back by {by}" if by else "rolled back"
+    )
+
+
+def thresholds_refresh(*, project: Project) -> bool:
+    """Certify the active model again on the evidence that arrived since (target mode) and, if
+    its thresholds moved, re-route the waiting queue with them."""
+    if project.threshold_mode != Project.ThresholdMode.TARGET:
+        return False
+    if not thresholds_recertify(project=project):
+        return False
+    project_repredict(project=project)
+    return True
+
+
+def thresholds_refresh_all() -> int:
+    """:func:`thresholds_refresh` for every project; returns how many were re-routed."""
+    return sum(
+        thresholds_refresh(project=project)
+        for project in Project.objects.select_related("active_model")
     )

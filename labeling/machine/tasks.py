@@ -1,19 +1,14 @@
 """Celery tasks of the machine side. Each takes ids, calls one service, and is safe to retry.
 Queued through ``labeling.dispatch`` under their registered names."""
 
-import logging
-
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
 from labeling import dispatch
-from labeling.errors import ServiceError
-from labeling.machine.certification import thresholds_recertify
-from labeling.machine.predict import items_predict, project_repredict
-from labeling.machine.training import new_label_count, training_due, training_run, training_start
-from labeling.models import Project
-
-logger = logging.getLogger(__name__)
+from labeling.machine.model_import import model_import_score
+from labeling.machine.predict import items_predict
+from labeling.machine.promotion import thresholds_refresh_all
+from labeling.machine.training import training_run, trainings_start_due
 
 DB_RETRY = {
     "autoretry_for": (OperationalError, InterfaceError),
@@ -37,36 +32,26 @@ def train_model_version(model_version_id: int) -> str:
     return model.status if model else "missing"
 
 
-def _start(project: Project, reason: str) -> None:
-    try:
-        training_start(project=project, reason=reason)
-    except ServiceError as exc:
-        logger.info("No %s training for %s: %s", reason, project.slug, exc.message)
+# Like training: late acknowledgement, and the service skips a version no longer 'training'.
+@shared_task(name=dispatch.SCORE_IMPORTED_MODEL, **DB_RETRY)
+def score_imported_model(model_version_id: int) -> str:
+    model = model_import_score(model_version_id=model_version_id)
+    return model.status if model else "missing"
+
+
+@shared_task
+def recertify_thresholds() -> int:
+    """Certify active models again where their evidence has grown; re-route where it moved."""
+    return thresholds_refresh_all()
 
 
 @shared_task
 def check_training_triggers() -> int:
-    """Certify the active model again where its evidence has grown (and re-route the waiting
-    queue if its thresholds moved); start a training wherever enough new labels arrived."""
-    started = 0
-    for project in Project.objects.select_related("active_model"):
-        if project.threshold_mode == Project.ThresholdMode.TARGET and thresholds_recertify(
-            project=project
-        ):
-            project_repredict(project=project)
-        if training_due(project=project):
-            _start(project, "new labels")
-            started += 1
-    return started
+    """Start a training wherever ``retrain_every`` new human labels have accumulated."""
+    return trainings_start_due(reason="new labels")
 
 
 @shared_task
 def nightly_training() -> int:
     """The nightly retraining of every project that got new labels since its last model."""
-    started = 0
-    for project in Project.objects.filter(retrain_every__gt=0):
-        if not new_label_count(project=project):
-            continue
-        _start(project, "nightly")
-        started += 1
-    return started
+    return trainings_start_due(reason="nightly")

@@ -31,6 +31,7 @@ from labeling.dispatch import TRAIN_MODEL_VERSION, job_queue
 from labeling.errors import ServiceError
 from labeling.machine.audit import live_precision
 from labeling.machine.certification import item_held_out, model_certify
+from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
 from labeling.models import (
@@ -43,6 +44,7 @@ from labeling.models import (
     PredictionDecision,
     Project,
 )
+from ml.evaluation import jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -284,7 +286,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
             **knobs,
         )
         result = train(config)
-        heldout = _heldout_save(
+        heldout = heldout_save(
             output,
             [samples[i][0] for i in val_idx],
             labels[val_idx],
@@ -309,7 +311,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     model.status = ModelStatus.READY
     model.checkpoint_dir = str(output.relative_to(settings.MODEL_ROOT))
     model.temperature = result.temperature
-    model.metrics = _jsonable(metrics)
+    model.metrics = jsonable(metrics)
     model.thresholds = {
         "target": project.target_precision,
         "confidence": project.threshold_confidence,
@@ -318,7 +320,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     model.validation_items = [item_ids[i] for i in val_idx]
     model.hyperparameters = {
         **model.hyperparameters,
-        **_jsonable(result.config.get("hyperparameters", {})),
+        **jsonable(result.config.get("hyperparameters", {})),
     }
     model.hyperparameters["trainable_blocks_chosen"] = result.config.get("trainable_blocks")
     model.hyperparameters["human_labels_trained"] = int(len(train_idx))
@@ -333,38 +335,6 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     promotion_gate(model=model)
     model.refresh_from_db()
     return model
-
-
-def _heldout_save(
-    output: Path, images: list[bytes], labels: np.ndarray, item_ids: list[int]
-) -> dict:
-    """The candidate's calibrated probabilities on its held-out labels, for thresholds, the
-    admin's risk-coverage curve and the promotion gate."""
-    from ml.inference import Predictor  # imports torch: workers only
-
-    predictor = Predictor.load(output, num_threads=settings.TRAIN_THREADS)
-    probs = predictor.predict(images, batch_size=settings.PREDICTION_BATCH_SIZE).probs
-    data = {
-        "probs": probs,
-        "labels": np.asarray(labels, dtype=np.int64),
-        "item_ids": np.asarray(item_ids),
-    }
-    tmp = output / "heldout.tmp.npz"
-    np.savez(tmp, **data)
-    tmp.replace(output / "heldout.npz")
-    return data
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and not np.isfinite(value):
-        return None
-    return value
 
 
 def new_label_count(*, project: Project) -> int:
@@ -407,3 +377,26 @@ def training_due(*, project: Project) -> bool:
         return enough or new >= project.retrain_every
     before = human_labels(project).filter(finished_at__lte=last.created_at).count()
     return new >= min(project.retrain_every, max(before, MIN_LABELS))
+
+
+def trainings_start_due(*, reason: str) -> int:
+    """Start a training in every project that is due one; returns how many started.
+
+    ``new labels``: projects with ``retrain_every`` new human labels since their last training.
+    ``nightly``: every project with automatic retraining on and any new human label. A project
+    that cannot train now (one is running, too few labels) is skipped with a log line."""
+    if reason == "nightly":
+        projects = [
+            p for p in Project.objects.filter(retrain_every__gt=0) if new_label_count(project=p)
+        ]
+    else:
+        projects = [p for p in Project.objects.all() if training_due(project=p)]
+    started = 0
+    for project in projects:
+        try:
+            training_start(project=project, reason=reason)
+        except ServiceError as exc:
+            logger.info("No %s training for %s: %s", reason, project.slug, exc.message)
+        else:
+            started += 1
+    return started

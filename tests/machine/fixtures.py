@@ -64,7 +64,7 @@ def add_shapes(
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     """A tiny model trained once per module, with its held-out predictions saved beside it."""
-    from labeling.machine.training import _heldout_save
+    from labeling.machine.predictors import heldout_save
     from ml.training import TrainConfig, train
 
     out = tmp_path_factory.mktemp("tiny") / "model"
@@ -81,7 +81,7 @@ def tiny_checkpoint(tmp_path_factory):
             **params,
         )
     )
-    _heldout_save(
+    heldout_save(
         out,
         [s for s, _ in val_samples],
         np.array([y for _, y in val_samples]),

@@ -9,7 +9,12 @@ from labeling.errors import ServiceError
 from labeling.machine.certification import item_held_out
 from labeling.machine.predictors import checkpoint_path, heldout_load
 from labeling.machine.promotion import model_promote, model_rollback
-from labeling.machine.training import TrainingRefused, training_run, training_start
+from labeling.machine.training import (
+    TrainingRefused,
+    training_run,
+    training_start,
+    trainings_start_due,
+)
 from labeling.models import Item, ItemStatus, ModelStatus, ModelVersion, Project
 from labeling.queue import assignment_next
 from ml.inference import Predictor
@@ -177,3 +182,47 @@ def test_manual_thresholds_judge_the_candidate_in_manual_mode(project):
     assert gate["candidate"]["coverage"] < gate["active"]["coverage"]
     project.refresh_from_db()
     assert project.active_model_id == good.pk
+
+
+@pytest.fixture
+def tiny_settings(settings):
+    settings.TRAIN_INPUT_SIZE = TINY["input_size"]
+    settings.TRAIN_TRAINABLE_BLOCKS = TINY["trainable_blocks"]
+    settings.TRAIN_EPOCHS = TINY["epochs"]
+    settings.TRAIN_LEARNING_RATES = TINY["learning_rates"]
+    return settings
+
+
+def test_the_retrain_trigger_starts_a_training_once_enough_new_labels_arrived(tiny_settings):
+    project = shapes_project(slug="trigger", retrain_every=30, gold_rate=0, audit_rate=0)
+    add_shapes(project, 25, label_them=True)
+    assert trainings_start_due(reason="new labels") == 0  # 25 of 30
+
+    add_shapes(project, 5, offset=100, label_them=True)
+    assert trainings_start_due(reason="new labels") == 1  # trained at once: tasks run eagerly
+    assert ModelVersion.objects.get(project=project).manifest.line_count == 30
+    assert trainings_start_due(reason="new labels") == 0  # nothing new since
+
+
+def test_a_project_due_while_it_trains_is_skipped_not_counted(tiny_settings):
+    project = shapes_project(slug="busy", retrain_every=30, gold_rate=0, audit_rate=0)
+    add_shapes(project, 30, label_them=True)
+    running = training_start(project=project, overrides=TINY, queue=False)
+    add_shapes(project, 30, offset=200, label_them=True)
+
+    assert trainings_start_due(reason="new labels") == 0
+    assert list(ModelVersion.objects.filter(project=project)) == [running]
+
+
+def test_the_nightly_run_skips_projects_without_new_labels_or_automatic_retraining(
+    tiny_settings,
+):
+    quiet = shapes_project(slug="quiet", retrain_every=100)
+    manual = shapes_project(slug="manual", retrain_every=0)
+    busy = shapes_project(slug="busy", retrain_every=100)
+    add_shapes(manual, 25, label_them=True)
+    add_shapes(busy, 25, label_them=True)
+
+    assert trainings_start_due(reason="nightly") == 1
+    assert list(ModelVersion.objects.values_list("project__slug", flat=True)) == ["busy"]
+    assert not ModelVersion.objects.filter(project__in=[quiet, manual]).exists()
