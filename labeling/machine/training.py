@@ -44,6 +44,7 @@ from labeling.models import (
     PredictionDecision,
     Project,
 )
+from ml.class_balance import machine_label_quota
 from ml.evaluation import jsonable
 
 logger = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ MIN_LABELS = 20
 # The first model trains once every class has this many human labels (it is promoted anyway,
 # and its probabilities already halve the answers an image needs through the consensus prior).
 FIRST_MODEL_PER_CLASS = 10
-# A machine label is trained on only if its model's audit of that class has this many decided
-# items and their precision reached the project's target.
+# A machine label is trained on only if its class's audit has this many decided items and their
+# precision reached the project's target.
 MIN_AUDITED_FOR_TRAINING = 10
 STALE_AFTER = timedelta(minutes=30)
 PROGRESS_EVERY_S = 2.0
@@ -164,44 +165,48 @@ def _samples(
 def machine_labels_trusted(
     *, project: Project, human_counts: np.ndarray, seed: int
 ) -> list[tuple[bytes, int]]:
-    """Machine labels worth training on: auto-labels of a (model, class) whose live audit has at
-    least MIN_AUDITED_FOR_TRAINING decided items, right at least ``target_precision`` of the
-    time (machine labels are never held out: held-out labels are human). Class-balanced: see
-    the cap below, so the easy classes the machine labels most cannot swamp the rest."""
+    """Machine labels worth training on: auto-labels of a class whose live audit (pooled over the
+    models that auto-labeled it) has at least MIN_AUDITED_FOR_TRAINING decided items, right at
+    least ``target_precision`` of the time, and is not paused (machine labels are never held
+    out: held-out labels are human). Class-balanced (``ml.class_balance``), so the easy classes
+    the machine labels most cannot swamp the rest."""
     rows = Prediction.objects.filter(
         item__project=project,
         item__final_source=ItemSource.MACHINE,
         decision=PredictionDecision.AUTO_LABELED,
-    ).values_list("item_id", "model_version_id", "label__name", "label__position")
-    trusted: dict[tuple[int, str], bool] = {}
+    ).values_list("item_id", "label__name", "label__position")
+    # A class's audit pooled over the models that auto-labeled it: each model audits only a few
+    # per class, and a class's standing is what the admin sees on the thresholds page.
+    audited: dict[str, list[int]] = {}
+    for model_id in (
+        Prediction.objects.filter(item__project=project, decision=PredictionDecision.AUDIT)
+        .values_list("model_version_id", flat=True)
+        .distinct()
+    ):
+        for name, stats in live_precision(project=project, model_version_id=model_id).items():
+            entry = audited.setdefault(name, [0, 0])
+            entry[0] += stats["audited"]
+            entry[1] += stats["correct"]
+    paused = project.autolabel_paused or {}
+    trusted = {
+        name
+        for name, (n, right) in audited.items()
+        if n >= MIN_AUDITED_FOR_TRAINING
+        and right / n >= project.target_precision
+        and name not in paused
+    }
     by_class: dict[int, list[int]] = {}
-    for item_id, model_id, name, position in rows.iterator(chunk_size=5000):
-        key = (model_id, name)
-        if key not in trusted:
-            stats = live_precision(project=project, model_version_id=model_id).get(name)
-            trusted[key] = bool(
-                stats
-                and stats["audited"] >= MIN_AUDITED_FOR_TRAINING
-                and stats["precision"] >= project.target_precision
-            )
-        if trusted[key]:
+    for item_id, name, position in rows.iterator(chunk_size=5000):
+        if name in trusted:
             by_class.setdefault(position, []).append(item_id)
-    # Each class's total (human + machine) is capped at the larger of the biggest human class
-    # and the mean total over classes: classes short of labels keep every machine label, the
-    # easy classes the machine labels most are cut back to the others' size.
     machine_counts = np.zeros(len(human_counts), dtype=np.int64)
     for position, ids in by_class.items():
         machine_counts[position] = len(ids)
-    cap = (
-        int(max(human_counts.max(), (human_counts + machine_counts).mean()))
-        if len(human_counts)
-        else 0
-    )
+    quota = machine_label_quota(human_counts, machine_counts)
     rng = np.random.default_rng(seed)
     chosen: list[int] = []
     for position, ids in by_class.items():
-        room = max(cap - int(human_counts[position]), 0)
-        chosen += [int(i) for i in rng.permutation(ids)[:room]]
+        chosen += [int(i) for i in rng.permutation(ids)[: quota[position]]]
     samples = []
     for item in Item.objects.filter(pk__in=chosen).only("pk", "image", "final_label__position"):
         with item.image.open("rb") as fh:
