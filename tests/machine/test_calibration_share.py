@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from labeling.answers import item_finalize
+from labeling.answers import item_finalize, item_prior
 from labeling.machine.certification import evidence_items, item_held_out, model_certify
 from labeling.machine.predict import items_predict, project_repredict
 from labeling.machine.promotion import model_promote
 from labeling.models import Item, ItemSource, ItemStatus, Prediction, Project
+from labeling.trust import class_prior
 from tests.machine.fixtures import add_shapes, install_model, shapes_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -146,3 +147,24 @@ def test_the_held_out_side_of_an_image_never_changes():
     assert first == [item_held_out(sha256=s, is_calibration=False) for s in shas]
     assert 0.15 < np.mean(first) < 0.25
     assert all(item_held_out(sha256=s, is_calibration=True) for s in shas)
+
+
+def test_a_calibration_label_is_decided_without_the_models_opinion(tiny_checkpoint, settings):
+    # the consensus prior of a queued image leans on the model; of a calibration image it must
+    # not, or the evidence the model is judged on would agree with the model by construction
+    project = shapes_project(audit_rate=0.0, gold_rate=0.0)
+    project.threshold_mode = Project.ThresholdMode.MANUAL
+    project.manual_thresholds = {"circle": None, "square": None, "triangle": None}
+    project.save()
+    model_promote(model=install_model(project, tiny_checkpoint, settings))
+    project.refresh_from_db()
+    queued, drawn = add_shapes(project, 2, offset=7000, queue_prediction=False)
+    items_predict(item_ids=[queued, drawn], rng=random.Random(0))
+    Item.objects.filter(pk=drawn).update(is_calibration=True)
+
+    balance = class_prior(project, 3)
+    leaning = item_prior(Item.objects.get(pk=queued), 3)
+    blind = item_prior(Item.objects.get(pk=drawn), 3)
+
+    np.testing.assert_allclose(blind, balance)
+    assert not np.allclose(leaning, balance)
