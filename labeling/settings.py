@@ -219,6 +219,8 @@ TRAIN_TIME_BUDGET_S = float(os.environ.get("TRAIN_TIME_BUDGET_S", 900))
 TRAIN_TRAINABLE_BLOCKS = [int(x) for x in env_list("TRAIN_TRAINABLE_BLOCKS", "8")]
 TRAIN_EPOCHS = [int(x) for x in env_list("TRAIN_EPOCHS", "8")]
 TRAIN_LEARNING_RATES = [float(x) for x in env_list("TRAIN_LEARNING_RATES", "0.002,0.004")]
+# Test-time flips (the mean of an image's and its mirror's logits): off unless measured to pay.
+TRAIN_TTA_FLIP = env_bool("TRAIN_TTA_FLIP", False)
 MODEL_ROOT = Path(os.environ.get("MODEL_ROOT", VAR_DIR / "models"))
 # Largest model archive an admin may upload (an EfficientNet-Lite0 checkpoint is about 14 MB).
 MODEL_IMPORT_MAX_BYTES = int(os.environ.get("MODEL_IMPORT_MAX_BYTES", 200 * 2**20))

@@ -23,8 +23,8 @@ from ml.preprocess import ImageSource, PreprocessConfig, normalize, to_uint8_arr
 class FeatureCache:
     train: torch.Tensor  # N×C×H×W float16 (2N with flips: originals then mirrors)
     train_labels: torch.Tensor
-    val: torch.Tensor  # M×C×H×W float32
-    val_labels: torch.Tensor
+    val: torch.Tensor  # M×C×H×W float32 (2M with test-time flips: originals then mirrors)
+    val_labels: torch.Tensor  # M
     flipped: bool
 
     @property
@@ -55,6 +55,7 @@ def build_cache(
     skipped: dict[int, str],
     report: Callable[[int, int], None],
     chunk: int = 256,
+    val_flip: bool = False,
 ) -> FeatureCache:
     total = len(train_sources) + len(val_sources)
     done = 0
@@ -99,7 +100,11 @@ def build_cache(
         return features, torch.as_tensor(kept_labels, dtype=torch.int64)
 
     train_feats, train_y = encode(train_sources, train_labels, torch.float16, flip, 0)
-    val_feats, val_y = encode(val_sources, val_labels, torch.float32, False, len(train_sources))
+    val_feats, val_y = encode(
+        val_sources, val_labels, torch.float32, val_flip, len(train_sources)
+    )
+    if val_flip:  # the labels once: the mirrors follow the originals in the same order
+        val_y = val_y[: len(val_y) // 2]
     return FeatureCache(train_feats, train_y, val_feats, val_y, flip)
 
 

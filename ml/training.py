@@ -81,6 +81,10 @@ class TrainConfig:
     # at least one epoch; later epochs and trials start only if they are expected to fit.
     time_budget_s: float = 600.0
     flip_augment: bool = False  # also cache mirrored training images and pick one per epoch
+    # Test-time flips: validation (so temperature and thresholds) and inference use the mean of
+    # an image's and its mirror's logits (twice the inference cost; bench/autolabel_fashion_mnist
+    # --tta measures whether it pays).
+    tta_flip: bool = False
     target_precision: float = thresholds.DEFAULT_TARGET_PRECISION
     delta: float = thresholds.DEFAULT_DELTA
     min_support: int = thresholds.DEFAULT_MIN_SUPPORT
@@ -132,12 +136,20 @@ def stratified_split(
 
 
 @torch.inference_mode()
-def _logits(top: nn.Module, features: torch.Tensor, batch: int = 512) -> torch.Tensor:
+def _logits(
+    top: nn.Module, features: torch.Tensor, batch: int = 512, *, flipped: bool = False
+) -> torch.Tensor:
+    """Logits of cached features; ``flipped``: the cache holds originals then mirrors, and the
+    result is their mean per image (test-time flips)."""
     out = []
     for start in range(0, len(features), batch):
         x = features[start : start + batch].float().contiguous(memory_format=torch.channels_last)
         out.append(top(x).float())
-    return torch.cat(out) if out else torch.empty((0, 0))
+    logits = torch.cat(out) if out else torch.empty((0, 0))
+    if flipped:
+        half = len(logits) // 2
+        logits = (logits[:half] + logits[half:]) / 2
+    return logits
 
 
 def _val_score(logits: np.ndarray, labels: np.ndarray) -> tuple[float, float, float]:
@@ -234,7 +246,8 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     feature_shape = tuple(probe.shape[1:])
     per_item = int(np.prod(feature_shape))
     copies = 2 if config.flip_augment else 1
-    estimate = per_item * (len(train_samples) * copies * 2 + len(val_samples) * 4)
+    val_copies = 2 if config.tta_flip else 1
+    estimate = per_item * (len(train_samples) * copies * 2 + len(val_samples) * 4 * val_copies)
     if estimate > config.max_cache_bytes:
         raise TrainingError(
             f"feature cache would take {estimate / 2**30:.2f} GiB > max_cache_bytes "
@@ -259,6 +272,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         config.flip_augment,
         skipped,
         cache_progress,
+        val_flip=config.tta_flip,
     )
     timings["cache_s"] = time.perf_counter() - t0
     n_train_items = len(cache.train_labels) // copies
@@ -333,7 +347,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         val_x = caches[depth][1]
     else:  # only the first and the latest depth's caches are kept; rebuild the small val part
         val_x = derive(extra_blocks(model, deepest, depth), cache.val, torch.float32)
-    logits = _logits(top, val_x).numpy().astype(np.float64)
+    logits = _logits(top, val_x, flipped=config.tta_flip).numpy().astype(np.float64)
     for p in model.parameters():
         p.requires_grad_(False)
     temperature = calibration.fit_temperature(logits, val_labels_np)
@@ -372,6 +386,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
             "flip_augment": config.flip_augment,
             "optimizer": "AdamW, warm-up + cosine",
         },
+        "tta": {"flip": bool(config.tta_flip)},
         "search": {
             "trainable_blocks": list(config.trainable_blocks),
             "epochs": list(config.epochs),
@@ -505,7 +520,7 @@ def _run_trial(
                     total_steps = fit * batches_per_epoch
                     record["epochs_compressed_to"] = planned_epochs
         model.eval()
-        logits = _logits(top, val_x).numpy().astype(np.float64)
+        logits = _logits(top, val_x, flipped=config.tta_flip).numpy().astype(np.float64)
         val_nll, temperature, val_acc = _val_score(logits, val_y)
         seconds = time.perf_counter() - epoch_t0
         record["history"].append(

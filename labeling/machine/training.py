@@ -72,7 +72,7 @@ def training_defaults() -> dict:
         "trainable_blocks": list(settings.TRAIN_TRAINABLE_BLOCKS),
         "epochs": list(settings.TRAIN_EPOCHS),
         "learning_rates": list(settings.TRAIN_LEARNING_RATES),
-        "val_fraction": 0.2,
+        "tta_flip": settings.TRAIN_TTA_FLIP,
     }
 
 

@@ -145,3 +145,28 @@ def test_stratified_split_keeps_every_class_on_both_sides():
     assert set(labels[train_idx]) == {0, 1, 2} and set(labels[val_idx]) == {0, 1, 2}
     assert len(np.intersect1d(train_idx, val_idx)) == 0
     assert len(train_idx) + len(val_idx) == len(labels)
+
+
+def test_test_time_flips_calibrate_on_the_same_logits_inference_computes(shape_samples, tmp_path):
+    # given a model trained with test-time flips
+    result = train(_tiny_config(shape_samples, tmp_path / "tta", tta_flip=True))
+    predictor = Predictor.load(tmp_path / "tta")
+    assert result.config["tta"] == {"flip": True}
+
+    # then inference averages each image's and its mirror's logits...
+    arrays = [predictor_array(predictor, s).transpose(1, 2, 0) for s, _ in shape_samples[:6]]
+    both = predictor.raw_logits(arrays)[0]
+    plain = predictor.raw_logits(arrays, flip=False)[0]
+    mirrored = predictor.raw_logits([a[:, ::-1].copy() for a in arrays], flip=False)[0]
+    np.testing.assert_allclose(both, (plain + mirrored) / 2, atol=1e-4)
+    # ...and the temperature it was calibrated with is applied to exactly those logits
+    probs = predictor.predict(arrays).probs
+    scaled = np.exp(both / result.temperature)
+    np.testing.assert_allclose(probs, scaled / scaled.sum(1)[:, None], atol=1e-6)
+
+
+def predictor_array(predictor, source):
+    """The decoded, resized image the predictor sees (3×S×S, before normalisation)."""
+    from ml.preprocess import to_uint8_array
+
+    return to_uint8_array(source, predictor.preprocess)
