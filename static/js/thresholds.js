@@ -81,11 +81,11 @@
     const name = classSelect ? classSelect.value : "";
     // clip: a perfect model's curve lies on the 100% line; draw it whole, not half cut off.
     return [
-      { label: "Calibration sample", data: series(curve.evidence, name), borderColor: "#067647", backgroundColor: "#067647", showLine: true, pointRadius: 0, borderWidth: 3, clip: 6 },
       { label: "Held-out", data: series(curve.heldout, name), borderColor: "#2f5fd0", backgroundColor: "#2f5fd0", showLine: true, pointRadius: 0, borderWidth: 2, clip: 6 },
       { label: "Live audit", data: series(curve.audit, name), borderColor: "#b54708", backgroundColor: "#b54708", showLine: true, pointRadius: 2, borderWidth: 2, borderDash: [5, 3], clip: 6 },
       { label: "Target precision", data: targetLine(), borderColor: "#067647", showLine: true, pointRadius: 0, borderWidth: 1, borderDash: [2, 4] },
       { label: "This setting (held-out)", data: operatingPoint(name), borderColor: "#b42318", backgroundColor: "#b42318", pointRadius: 6, pointHoverRadius: 8, clip: 8 },
+      { label: "Calibration sample", data: series(curve.evidence, name), borderColor: "#6941c6", backgroundColor: "#6941c6", showLine: true, pointRadius: 0, borderWidth: 3, clip: 6 },
     ];
   }
 
