@@ -120,6 +120,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--augment-views", type=int, default=2)
     parser.add_argument("--augment-share", type=float, default=0.5)
     parser.add_argument("--shifted", type=int, default=2100, help="shifted test images (0: none)")
+    parser.add_argument(
+        "--flip-augment",
+        action="store_true",
+        help="train on each image or its mirror, drawn per epoch (TrainConfig.flip_augment)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--checkpoints", default="/tmp/ml-bench", help="where models are saved")
     parser.add_argument("--out", default="bench/results/learning_curve.json")
@@ -169,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
                     epochs=tuple(int(v) for v in args.epochs.split(",")),
                     learning_rates=tuple(float(v) for v in args.lrs.split(",")),
                     time_budget_s=args.budget,
+                    flip_augment=args.flip_augment,
                     target_precision=args.target,
                     seed=args.seed,
                     progress=progress,

@@ -69,11 +69,15 @@ def label_for(project: Project, name: str, labels: Sequence[Label] | None = None
 
 
 def item_prior(item: Item, k: int) -> np.ndarray:
-    """Class balance, tempered with the active calibrated model's probabilities if it has any."""
+    """Class balance, tempered with the active calibrated model's probabilities if it has any.
+
+    Not for calibration and audit images: their human label is the evidence the model is judged
+    on, and a consensus nudged towards the model's own guess would agree with it more often than
+    the truth does, overstating its precision."""
     project = item.project
     balance = class_prior(project, k)
     model = project.active_model
-    if model is None or not model.is_calibrated:
+    if model is None or not model.is_calibrated or item.is_calibration or item.is_audit:
         return balance
     probs = (
         Prediction.objects.filter(item=item, model_version=model)

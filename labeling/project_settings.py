@@ -11,7 +11,7 @@ from decimal import Decimal, InvalidOperation
 from django.utils.text import slugify
 
 from labeling.errors import ServiceError
-from labeling.models import CostMode, Project
+from labeling.models import CostMode, Project, ReusePolicy, ThresholdScope
 
 MAX_LABELS = 20
 # Keys offered in order when a label names none; u, s and z stay free for the inspector page's
@@ -90,8 +90,29 @@ SETTINGS: dict[str, Setting] = {
     "credit_deny_threshold": Setting(
         "float", "Deny automatically when P(credited label) is at most this.", 0, 1
     ),
+    "reuse_policy": Setting("choice", "What a photo found reused does to its review credit."),
+    "calibration_share": Setting(
+        "float",
+        "Share of new images sent to inspectors whatever the model says: the random sample the "
+        "auto-label thresholds are certified on (each costs its answers).",
+        0,
+        1,
+    ),
+    "threshold_scope": Setting(
+        "choice",
+        "What the precision promise covers: each class's auto-labels, or all of them together.",
+    ),
+    "train_on_machine_labels": Setting(
+        "bool", "Also train on auto-labels of classes whose audits show them at the target."
+    ),
 }
-CHOICES = {"cost_mode": CostMode.values}
+# The model's choices behind each "choice" setting (values and the names people see).
+CHOICE_TYPES = {
+    "cost_mode": CostMode,
+    "reuse_policy": ReusePolicy,
+    "threshold_scope": ThresholdScope,
+}
+CHOICES = {name: kind.values for name, kind in CHOICE_TYPES.items()}
 MONEY_PLACES = {"price_per_answer": 4, "hourly_rate": 2, "machine_price_per_1000": 4}
 
 

@@ -194,6 +194,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "labeling.machine.tasks.check_training_triggers",
         "schedule": 300.0,
     },
+    # New calibration labels keep arriving: thresholds are certified again on them.
+    "recertify-thresholds": {
+        "task": "labeling.machine.tasks.recertify_thresholds",
+        "schedule": 300.0,
+    },
     "nightly-training": {
         "task": "labeling.machine.tasks.nightly_training",
         "schedule": crontab(hour=int(os.environ.get("NIGHTLY_TRAINING_HOUR", 2)), minute=0),
@@ -297,6 +302,8 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "ItemSourceEnum": "labeling.models.items.ItemSource",
         "ThresholdModeEnum": "labeling.models.projects.ThresholdMode",
+        "ThresholdScopeEnum": "labeling.models.projects.ThresholdScope",
+        "ReusePolicyEnum": "labeling.models.projects.ReusePolicy",
     },
 }
 

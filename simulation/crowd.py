@@ -49,6 +49,9 @@ class LoopConfig:
     threshold_mode: str = "target"
     target_precision: float = 0.98
     threshold_confidence: float = 0.95
+    threshold_scope: str = "overall"
+    calibration_share: float = 0.05
+    train_on_machine_labels: bool = False
     manual_threshold: float = 0.99  # per class, when threshold_mode is "manual"
     audit_rate: float = 0.03
     gold_rate: float = 0.03
@@ -127,6 +130,9 @@ def project_prepare(cfg: LoopConfig) -> tuple[Project, Person, Person, list[Pers
         "audit_rate": cfg.audit_rate,
         "gold_rate": cfg.gold_rate,
         "retrain_every": cfg.retrain_every,
+        "threshold_scope": cfg.threshold_scope,
+        "calibration_share": cfg.calibration_share,
+        "train_on_machine_labels": cfg.train_on_machine_labels,
     }
     if cfg.threshold_mode == "manual":
         settings["manual_thresholds"] = {name: cfg.manual_threshold for name, _ in LABELS}

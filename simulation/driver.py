@@ -186,11 +186,13 @@ class Loop(LoopMeasures):
         return len(disputed)
 
     def triggers(self) -> None:
-        """The periodic jobs beat would run, sent now: a trust refit and the training check."""
-        from labeling.machine.tasks import check_training_triggers
+        """The periodic jobs beat would run, sent now: a trust refit, the thresholds certified
+        again on the evidence that arrived, and the training check."""
+        from labeling.machine.tasks import check_training_triggers, recertify_thresholds
         from labeling.tasks import refit_project_trust
 
         refit_project_trust.delay(self.project.pk)
+        recertify_thresholds.delay()
         check_training_triggers.delay()
 
     # The run ------------------------------------------------------------------------------------

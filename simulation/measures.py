@@ -99,6 +99,42 @@ class LoopMeasures:
             "per_model": per_model,
         }
 
+    def answers_by_kind(self) -> dict:
+        """Human answers split by why the image was with humans: seeded gold, the calibration
+        share, the audit, routed while no threshold was in force (blind), or the queue of
+        images a model was unsure of; with the images of each kind humans finished."""
+        from labeling.models import GoldItem
+
+        gold = set(GoldItem.objects.filter(project=self.project).values_list("item_id", flat=True))
+        kinds: dict[str, dict] = {}
+        rows = Item.objects.filter(project=self.project).values_list(
+            "pk", "is_calibration", "is_audit", "routed_blind", "answer_count", "final_source"
+        )
+        answers = dict(
+            Annotation.objects.filter(project=self.project, label__isnull=False)
+            .values("item")
+            .annotate(n=Count("id"))
+            .values_list("item", "n")
+        )
+        for pk, calibration, audit, blind, _count, source in rows:
+            if pk in gold:
+                kind = "gold"
+            elif calibration:
+                kind = "calibration"
+            elif audit:
+                kind = "audit"
+            elif blind:
+                kind = "blind"
+            elif source == ItemSource.MACHINE:
+                kind = "machine"
+            else:
+                kind = "queue"
+            entry = kinds.setdefault(kind, {"images": 0, "answers": 0, "human_finished": 0})
+            entry["images"] += 1
+            entry["answers"] += answers.get(pk, 0)
+            entry["human_finished"] += int(source in (ItemSource.CONSENSUS, ItemSource.EXPERT))
+        return kinds
+
     def costs(self) -> dict:
         """The benchmark's own totals: answers it submitted, predictions the worker saved."""
         project = self.project
@@ -201,6 +237,7 @@ class LoopMeasures:
             "report_mismatches": mismatches,
             "invariants": invariants(self.project, set(self.index_of)),
             "baselines": self.baselines(costs["answers"]),
+            "answers_by_kind": self.answers_by_kind(),
             "timeline": self.timeline,
             "config": asdict(self.cfg),
         }

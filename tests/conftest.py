@@ -68,6 +68,9 @@ def project(db):
         min_answers=2,
         max_answers=4,
         credit_rules={"product": "product", "style": "full_body"},
+        # Routing tests expect every image to follow its confidence; the calibration share's
+        # own tests set it.
+        calibration_share=0.0,
     )
 
 

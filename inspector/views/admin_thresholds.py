@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, project_for_user
 from labeling.errors import ServiceError
+from labeling.machine.evidence_report import calibration_cost, evidence_summary
 from labeling.machine.threshold_changes import (
     shift_status,
     threshold_changes_recent,
@@ -48,6 +49,8 @@ def _settings_from_form(request: HttpRequest, names: list[str]) -> dict:
         "target_precision": _number(request.POST.get("target_precision"), "Target precision"),
         "threshold_confidence": _number(request.POST.get("threshold_confidence"), "Confidence"),
         "manual_thresholds": manual,
+        "scope": request.POST.get("scope") or None,
+        "calibration_share": _number(request.POST.get("calibration_share"), "Calibration share"),
     }
 
 
@@ -81,6 +84,10 @@ def thresholds(request: HttpRequest, slug: str) -> HttpResponse:
             "preview": threshold_preview(project=project),
             "changes": threshold_changes_recent(project=project),
             "shift": shift_status(project=project),
+            "calibration": {
+                "cost": calibration_cost(project=project),
+                "summary": evidence_summary(project=project),
+            },
         },
     )
 

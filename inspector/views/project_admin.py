@@ -11,8 +11,8 @@ from django.views.decorators.http import require_http_methods
 
 from labeling.access import Role, may_create_projects, project_for_user
 from labeling.errors import ServiceError
-from labeling.models import CostMode, ModelStatus, Project
-from labeling.project_settings import MAX_LABELS, SETTINGS
+from labeling.models import ModelStatus, Project
+from labeling.project_settings import CHOICE_TYPES, MAX_LABELS, SETTINGS
 from labeling.project_setup import project_archive, project_create, project_restore, project_update
 
 ADMINS = (Role.ADMIN,)
@@ -20,12 +20,13 @@ ADMINS = (Role.ADMIN,)
 SECTIONS = (
     ("Answers and consensus", ("min_answers", "max_answers", "consensus_target", "lease_seconds")),
     ("Checks", ("audit_rate", "gold_rate", "show_model_suggestion")),
-    ("Retraining", ("retrain_every",)),
+    ("Auto-labeling", ("calibration_share", "threshold_scope")),
+    ("Retraining", ("retrain_every", "train_on_machine_labels")),
     (
         "Costs",
         ("cost_mode", "price_per_answer", "hourly_rate", "machine_price_per_1000", "currency"),
     ),
-    ("Credits", ("credit_grant_threshold", "credit_deny_threshold")),
+    ("Credits", ("credit_grant_threshold", "credit_deny_threshold", "reuse_policy")),
 )
 TITLES = {
     "name": "Name",
@@ -46,6 +47,10 @@ TITLES = {
     "credit_rules": "Credit rules",
     "credit_grant_threshold": "Grant at P ≥",
     "credit_deny_threshold": "Deny at P ≤",
+    "reuse_policy": "Reused photos",
+    "calibration_share": "Calibration share",
+    "threshold_scope": "Precision promise",
+    "train_on_machine_labels": "Train on audited auto-labels",
 }
 BLANK_LABEL_ROWS = 2
 BLANK_RULE_ROWS = 2
@@ -100,6 +105,7 @@ def _context(*, project: Project | None, values: dict, labels: list[dict], error
             "help": spec.help,
             "kind": spec.kind,
             "value": values.get(name),
+            "choices": CHOICE_TYPES[name].choices if name in CHOICE_TYPES else (),
         }
         for name, spec in SETTINGS.items()
     }
@@ -110,7 +116,6 @@ def _context(*, project: Project | None, values: dict, labels: list[dict], error
         "sections": [(title, [fields[name] for name in names]) for title, names in SECTIONS],
         "labels": labels + [{"name": "", "display_name": "", "key": ""}] * BLANK_LABEL_ROWS,
         "rules": rules + [("", "")] * BLANK_RULE_ROWS,
-        "cost_modes": CostMode.choices,
         "max_labels": MAX_LABELS,
         "error": error,
         "active_model": active if active and active.status == ModelStatus.ACTIVE else None,

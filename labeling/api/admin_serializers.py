@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from labeling.machine.threshold_tuning import ThresholdSettingsInvalid, threshold_settings_clean
-from labeling.models import ModelVersion, ThresholdMode
+from labeling.models import ModelVersion, ThresholdMode, ThresholdScope
 
 
 class ThresholdSettingsSerializer(serializers.Serializer):
@@ -22,6 +22,17 @@ class ThresholdSettingsSerializer(serializers.Serializer):
         required=False,
         help_text="Per label name, a threshold in [0, 1], or null: never auto-label that class. "
         "The whole map is replaced; a label left out is never auto-labeled in manual mode.",
+    )
+    scope = serializers.ChoiceField(
+        choices=ThresholdScope.choices,
+        required=False,
+        help_text="What the target-mode guarantee is about: each class's auto-labels, or all "
+        "auto-labels together.",
+    )
+    calibration_share = serializers.FloatField(
+        required=False,
+        help_text="Share of incoming images sent to inspectors at random whatever the model "
+        "says, in [0, 1): the sample thresholds are certified on.",
     )
 
     def validate(self, attrs: dict) -> dict:
@@ -51,7 +62,9 @@ class ThresholdClassSerializer(serializers.Serializer):
     derived = serializers.FloatField(
         allow_null=True, help_text="Threshold derived from the target (null: never)."
     )
-    support = serializers.IntegerField(help_text="Held-out items predicted as this class.")
+    support = serializers.IntegerField(
+        help_text="Calibration items (the certification's evidence) predicted as this class."
+    )
     accepted = serializers.IntegerField()
     errors = serializers.IntegerField()
     upper_bound = serializers.FloatField(allow_null=True)
@@ -103,6 +116,8 @@ class ThresholdStateSerializer(serializers.Serializer):
     target_precision = serializers.FloatField()
     threshold_confidence = serializers.FloatField()
     manual_thresholds = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    scope = serializers.ChoiceField(choices=ThresholdScope.choices)
+    calibration_share = serializers.FloatField()
     model = serializers.IntegerField(allow_null=True, help_text="Active model version.")
     classes = ThresholdClassSerializer(many=True)
     changes = ThresholdChangeSerializer(many=True)
@@ -156,6 +171,10 @@ class ThresholdPreviewSerializer(serializers.Serializer):
         help_text="Above the threshold but kept for a human by the credit rule."
     )
     audit_rate = serializers.FloatField()
+    calibration_cost = serializers.DictField(
+        help_text="Answers and money the calibration share of this setting costs per 1,000 "
+        "images and per day, from the project's arrival rate and answers per human label."
+    )
     expected_errors_calibrated = serializers.FloatField(
         help_text="Sum of 1 - calibrated confidence over the auto-labeled images."
     )

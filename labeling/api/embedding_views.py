@@ -2,7 +2,7 @@
 the label recheck queue and the embedding spaces. Thin wrappers over labeling.embeddings."""
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -148,6 +148,7 @@ class ReuseMatchList(generics.ListAPIView):
         return reuse_matches(project=project, status=wanted)
 
 
+@extend_schema_view(get=extend_schema(summary="List the shop catalog's photos"))
 class CatalogList(generics.ListAPIView):
     """The shop's catalog photos: reused review photos are matched against them; they are
     never queued for labeling."""
@@ -189,6 +190,7 @@ class CatalogPhoto(APIView):
         return Response(status=204)
 
 
+@extend_schema_view(get=extend_schema(summary="List the labels learned from a few examples"))
 class PrototypeList(generics.ListAPIView):
     """Classes added from a few examples, routed by distance until a model learns them."""
 
@@ -222,6 +224,7 @@ class PrototypeList(generics.ListAPIView):
         return Response(PrototypeSerializer(prototype).data, status=201)
 
 
+@extend_schema_view(get=extend_schema(summary="One label learned from examples"))
 class PrototypeDetail(generics.RetrieveAPIView):
     serializer_class = PrototypeSerializer
 

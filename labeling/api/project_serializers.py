@@ -11,8 +11,8 @@ from rest_framework import serializers
 from labeling.access import Role, project_roles
 from labeling.answer_export import STATES
 from labeling.members import INVITE_KINDS
-from labeling.models import CostMode, Membership, Project, ThresholdMode
-from labeling.project_settings import MAX_LABELS, MONEY_PLACES, SETTINGS
+from labeling.models import Membership, Project, ThresholdMode
+from labeling.project_settings import CHOICE_TYPES, MAX_LABELS, MONEY_PLACES, SETTINGS
 
 
 def _setting_field(name: str) -> serializers.Field:
@@ -34,7 +34,7 @@ def _setting_field(name: str) -> serializers.Field:
     if spec.kind == "bool":
         return serializers.BooleanField(**common)
     if spec.kind == "choice":
-        return serializers.ChoiceField(choices=CostMode.choices, **common)
+        return serializers.ChoiceField(choices=CHOICE_TYPES[name].choices, **common)
     if spec.kind == "rules":
         return serializers.DictField(child=serializers.CharField(max_length=60), **common)
     return serializers.CharField(

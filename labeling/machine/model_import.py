@@ -5,8 +5,9 @@ the project before anything is stored: it must load (weights matching their reco
 architecture), be calibrated (a temperature), and name the project's labels in the project's
 order. It is then copied under ``MODEL_ROOT`` as the project's next version and scored in a
 worker on the project's held-out human labels, exactly as a version trained here is: the
-held-out probabilities are saved beside it, its metrics and guaranteed thresholds come from them,
-and the same promotion gate decides whether it replaces the active model.
+held-out probabilities are saved beside it and its metrics come from them, its thresholds are
+certified on the project's calibration evidence (``labeling.machine.certification``), and the
+same promotion gate decides whether it replaces the active model.
 
 Its own ``config.json`` thresholds and metrics are kept for reference only: they were measured on
 someone else's validation images, and the guarantee is only as good as its calibration sample.
@@ -30,17 +31,16 @@ from django.utils import timezone
 
 from labeling.dispatch import SCORE_IMPORTED_MODEL, job_queue
 from labeling.errors import ServiceError
+from labeling.machine.certification import heldout_labels, model_certify
 from labeling.machine.predictors import class_names_mismatch, heldout_save
 from labeling.machine.promotion import promotion_gate
-from labeling.models import Item, ItemSource, ModelStatus, ModelVersion, Project
+from labeling.models import Item, ModelStatus, ModelVersion, Project
 from ml.checkpoint_files import CONFIG_FILE, WEIGHTS_FILE, CheckpointError, read_config
 from ml.evaluation import evaluation_metrics, jsonable
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FILES = (CONFIG_FILE, WEIGHTS_FILE)
-# Human label sources a model may be judged on.
-HUMAN_SOURCES = (ItemSource.CONSENSUS, ItemSource.EXPERT, ItemSource.IMPORTED)
 
 
 class ModelImportRefused(ServiceError):
@@ -165,22 +165,11 @@ def _summary(metrics: dict) -> dict:
 
 
 def heldout_items(project: Project) -> tuple[list[Item], str]:
-    """The project's held-out human labels a model is judged on, and where they come from.
-
-    The items the project's own trainings held out (never trained on here). A project that has
-    not trained yet has none; then every human label is used, and the source says that an
-    external model may have seen some of them."""
-    held: set[int] = set()
-    for ids in ModelVersion.objects.filter(project=project).values_list(
-        "validation_items", flat=True
-    ):
-        held.update(ids or [])
-    labeled = Item.objects.filter(
-        project=project, final_source__in=HUMAN_SOURCES, final_label__isnull=False
-    ).select_related("final_label")
-    if held:
-        return list(labeled.filter(pk__in=held).order_by("pk")), "held out by earlier trainings"
-    return list(labeled.order_by("pk")), "all human labels (no training has held any out yet)"
+    """The project's held-out human labels a model is judged on, and where they come from: the
+    fixed held-out side of every human label (``labeling.machine.certification.item_held_out``),
+    which no training here ever trains on, whatever version."""
+    labeled = heldout_labels(project).select_related("final_label")
+    return list(labeled.order_by("pk")), "the project's held-out labels (fixed per image)"
 
 
 def model_import_score(
@@ -228,7 +217,7 @@ def model_import_score(
         )
         model.refresh_from_db()
         return model
-    chosen = metrics.pop("thresholds")
+    metrics.pop("thresholds")  # certified below, on the calibration evidence
     model.metrics = jsonable(
         {
             **model.metrics,
@@ -240,16 +229,13 @@ def model_import_score(
             "shift": heldout.get("shift"),
         }
     )
-    model.thresholds = {
-        "target": project.target_precision,
-        "confidence": project.threshold_confidence,
-        "per_class": dict(zip(names, chosen, strict=True)),
-    }
     model.validation_items = [item.pk for item in items]
     model.status = ModelStatus.READY
     model.trained_at = timezone.now()
     model.progress = {"state": "done", "phase": "done", "percent": 100.0, "updated_at": _now()}
     model.save()
+    # Its thresholds, like any version's, are certified on the project's calibration evidence.
+    model_certify(project=project, model=model)
     promotion_gate(model=model)
     model.refresh_from_db()
     return model

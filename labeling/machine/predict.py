@@ -7,6 +7,10 @@ credit falls between the two credit thresholds; otherwise it goes to the human q
 (more of a suspect class: ``labeling.machine.audit.audit_rates``). The shift guard
 (``labeling.machine.shift_guard``) sends images unlike the model's calibration images to humans
 and pauses the project on a sustained shift.
+
+Before any of that, a random ``calibration_share`` of new images goes to humans whatever the
+model says (:func:`calibration_draw`): the unbiased sample thresholds are certified on
+(``labeling.machine.certification``).
 """
 
 import logging
@@ -25,7 +29,8 @@ from labeling.dispatch import prediction_queue
 from labeling.embeddings.prototypes import model_labels
 from labeling.embeddings.record import BatchEmbeddings, batch_embeddings_record
 from labeling.machine.audit import audit_rates
-from labeling.machine.predictors import class_names_mismatch, predictor_for, project_thresholds
+from labeling.machine.certification import project_thresholds
+from labeling.machine.predictors import class_names_mismatch, predictor_for
 from labeling.machine.shift_guard import shift_guard_open
 from labeling.models import (
     Assignment,
@@ -53,7 +58,11 @@ def reroutable_items(project: Project):
     the queue. The one definition of "untouched" (also used by the threshold preview)."""
     return (
         Item.objects.filter(
-            project=project, status=ItemStatus.QUEUED, answer_count=0, is_audit=False
+            project=project,
+            status=ItemStatus.QUEUED,
+            answer_count=0,
+            is_audit=False,
+            is_calibration=False,
         )
         .exclude(Exists(GoldItem.objects.filter(item=OuterRef("pk"))))
         .exclude(Exists(Assignment.objects.filter(item=OuterRef("pk"))))
@@ -66,6 +75,29 @@ def reroutable_items(project: Project):
             )
         )
     )
+
+
+def calibration_draw(*, project: Project, rng: random.Random) -> bool:
+    """The calibration-share hook: True sends a new image to humans whatever its confidence.
+    The draw depends on nothing about the image, so the calibration items are a uniform random
+    sample of the stream (the human queue is not: it holds what the model was unsure of)."""
+    return rng.random() < project.calibration_share
+
+
+def _queue_unrouted(item: Item, *, calibration: bool) -> bool:
+    """No model to trust yet: to humans, blind to any confidence. False if it was not new."""
+    return bool(
+        Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(
+            status=ItemStatus.QUEUED, is_calibration=calibration, routed_blind=True
+        )
+    )
+
+
+def _blind(item: Item, *, first_route: bool, thresholds) -> bool:
+    """Whether the item's stay with humans still does not depend on any confidence: drawn for
+    calibration, or routed (and every re-route so far) with no threshold in force."""
+    no_threshold = all(t is None for t in thresholds)
+    return item.is_calibration or ((first_route or item.routed_blind) and no_threshold)
 
 
 def items_predict(
@@ -98,8 +130,8 @@ def items_predict(
             # backbone on the way, for reused-photo checks and similar-image search).
             _embed_without_model(project, [i for i in group if i.status == ItemStatus.NEW])
             for item in group:
-                queued = Item.objects.filter(pk=item.pk, status=ItemStatus.NEW).update(
-                    status=ItemStatus.QUEUED
+                queued = _queue_unrouted(
+                    item, calibration=calibration_draw(project=project, rng=rng)
                 )
                 counts["queued" if queued else "skipped"] += 1
             continue
@@ -287,6 +319,11 @@ def _route_one(
         auto = prototype.decision == "accept"
         label = prototype.label
         confidence = 1.0 - prototype.distance if prototype.distance is not None else 0.0
+    first_route = item.status == ItemStatus.NEW
+    if first_route and calibration_draw(project=project, rng=rng):
+        item.is_calibration = True
+        auto = False
+    item.routed_blind = _blind(item, first_route=first_route, thresholds=thresholds)
     credit_pending = False
     rule = credited_label(item)
     if rule is not None and to_humans:
@@ -314,7 +351,16 @@ def _route_one(
     else:
         item.status = ItemStatus.QUEUED
         item.is_audit = decision == PredictionDecision.AUDIT
-        item.save(update_fields=["status", "is_audit", "prediction_error", "updated_at"])
+        item.save(
+            update_fields=[
+                "status",
+                "is_audit",
+                "is_calibration",
+                "routed_blind",
+                "prediction_error",
+                "updated_at",
+            ]
+        )
     return decision, label, confidence
 
 

@@ -1,8 +1,8 @@
-"""The models a worker has loaded, and the thresholds in force for a project's active model.
+"""The models a worker has loaded, and what a checkpoint saved about its held-out labels.
 
 Loading a checkpoint takes about a second and a worker predicts many batches, so each worker
-process keeps one loaded Predictor. The held-out (validation) probabilities saved next to a
-checkpoint are the evidence its guaranteed thresholds are derived from.
+process keeps one loaded Predictor. The thresholds in force are
+``labeling.machine.certification``'s.
 """
 
 import threading
@@ -12,7 +12,6 @@ import numpy as np
 from django.conf import settings
 
 from labeling.models import ModelVersion, Project
-from ml import thresholds
 from ml.shift import reference_from_heldout
 
 _predictors: dict[tuple[int, str], object] = {}
@@ -64,68 +63,6 @@ def heldout_load(model_version: ModelVersion) -> dict[str, np.ndarray] | None:
         return None
     with np.load(path) as data:
         return {key: data[key] for key in data.files}
-
-
-def project_thresholds(project: Project, model_version: ModelVersion) -> list[float | None]:
-    """Accept threshold per class (label position order); None never auto-labels that class.
-
-    Manual mode: the admin's numbers. Target mode: the lowest threshold per class whose
-    precision is at least ``target_precision`` with ``threshold_confidence`` on the model's
-    held-out labels (Learn-then-Test, ml.thresholds). Never below the target precision (the
-    floor); none at all for a paused class, or while a shift alert stands."""
-    labels = list(project.labels.all())
-    if project.threshold_mode == Project.ThresholdMode.MANUAL:
-        chosen = [project.manual_thresholds.get(label.name) for label in labels]
-    else:
-        chosen = derived_thresholds(
-            model_version, project.target_precision, project.threshold_confidence
-        )
-        chosen = [chosen.get(label.name) for label in labels]
-    # The floor holds in both modes, also for values stored before it existed.
-    chosen = thresholds.threshold_floor(chosen, project.target_precision)
-    paused = project.autolabel_paused or {}
-    return [
-        None if label.name in paused or project.shift_alert else value
-        for label, value in zip(labels, chosen, strict=True)
-    ]
-
-
-def derived_thresholds(
-    model_version: ModelVersion, target: float, confidence: float
-) -> dict[str, float | None]:
-    """Per class name: the guaranteed threshold for ``target`` precision at ``confidence``."""
-    stored = model_version.thresholds or {}
-    if (
-        stored.get("target") == target
-        and stored.get("confidence") == confidence
-        and "per_class" in stored
-    ):
-        return stored["per_class"]
-    names = model_version.metrics.get("class_names") or []
-    details = heldout_thresholds(model_version, target, confidence, names)
-    if details is None:
-        return {}
-    return {name: detail.threshold for name, detail in details.items()}
-
-
-def heldout_thresholds(
-    model_version: ModelVersion, target: float, confidence: float, names: list[str]
-) -> dict | None:
-    """Learn-then-Test outcome per class name (``ml.thresholds.ClassThreshold``: threshold,
-    support, reason) on the model's held-out labels; None without a held-out set."""
-    heldout = heldout_load(model_version)
-    if heldout is None or not names or heldout["probs"].shape[1] != len(names):
-        return None
-    chosen = thresholds.select_thresholds(
-        heldout["probs"],
-        None,
-        heldout["labels"],
-        len(names),
-        target=target,
-        delta=1 - confidence,
-        min_support=settings.THRESHOLD_MIN_SUPPORT,
-    )
-    return dict(zip(names, chosen, strict=True))
 
 
 def heldout_save(

@@ -1,9 +1,9 @@
 """The promotion gate and manual promote / roll back.
 
-Candidate and active model are scored on the same held-out human labels (the candidate's
-validation items): the candidate is promoted only if it auto-labels more of them at the
-project's target precision (thresholds chosen with the same guarantee for both), ties going to
-the better calibrated one. Otherwise it stays ``ready`` with the reason.
+In target mode, candidate and active model are both certified on the project's evidence (the
+calibration sample, ``labeling.machine.certification``), which neither trained on: the candidate
+is promoted only if the thresholds it earns there auto-label more of it, ties going to the
+better calibrated one on the held-out labels. Otherwise it stays ``ready`` with the reason.
 
 A project whose admin set thresholds by hand is judged by those thresholds instead, since they
 are what will route its images: the candidate must auto-label more at them, and is refused if it
@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from labeling.errors import ServiceError
+from labeling.machine.certification import model_certify, thresholds_recertify
 from labeling.machine.predict import project_repredict
 from labeling.machine.predictors import class_names_mismatch, heldout_load, predictor_for
 from labeling.manifests import manifest_labels
@@ -106,6 +107,9 @@ def promotion_gate(*, model: ModelVersion) -> bool:
             "model, so the comparison favours it"
         )
     candidate = heldout_score(heldout["probs"], heldout["labels"], **score)
+    if manual is None:
+        gate["evidence"] = _evidence_scores(project, model, active, candidate)
+        candidate = {**candidate, **gate["evidence"]["candidate"]}
     gate["candidate"] = candidate
     items = {i.pk: i for i in Item.objects.filter(pk__in=heldout["item_ids"].tolist())}
     images = []
@@ -122,6 +126,8 @@ def promotion_gate(*, model: ModelVersion) -> bool:
         return True
     usable = ~np.isnan(active_probs).any(axis=1)
     current = heldout_score(active_probs[usable], heldout["labels"][usable], **score)
+    if manual is None:
+        current = {**current, **gate["evidence"]["active"]}
     gate["active"] = {**current, "version": active.version}
     better = candidate["coverage"] > current["coverage"] + COVERAGE_TIE
     tie = abs(candidate["coverage"] - current["coverage"]) <= COVERAGE_TIE
@@ -150,6 +156,25 @@ def promotion_gate(*, model: ModelVersion) -> bool:
     _record_gate(model, gate)
     _keep_ready(model, reason)
     return False
+
+
+def _evidence_scores(
+    project: Project, model: ModelVersion, active: ModelVersion, candidate: dict
+) -> dict:
+    """Target mode: both models certified on the same evidence; coverage and precision there
+    replace the held-out figures (which are kept for calibration error and accuracy)."""
+    mine = model.thresholds or model_certify(project=project, model=model)
+    theirs = model_certify(project=project, model=active)
+
+    def figures(record: dict) -> dict:
+        return {
+            "coverage": record.get("coverage", 0.0),
+            "precision": record.get("precision"),
+            "evidence": record.get("evidence", 0),
+            "scope": record.get("scope"),
+        }
+
+    return {"candidate": figures(mine), "active": figures(theirs)}
 
 
 def _manual_thresholds(project: Project, model: ModelVersion) -> list[float | None] | None:
@@ -241,4 +266,23 @@ def model_rollback(*, project: Project, by: AbstractBaseUser | None = None) -> M
         raise ServiceError("There is no earlier model to roll back to.")
     return model_promote(
         model=previous, by=by, reason=f"rolled back by {by}" if by else "rolled back"
+    )
+
+
+def thresholds_refresh(*, project: Project) -> bool:
+    """Certify the active model again on the evidence that arrived since (target mode) and, if
+    its thresholds moved, re-route the waiting queue with them."""
+    if project.threshold_mode != Project.ThresholdMode.TARGET:
+        return False
+    if not thresholds_recertify(project=project):
+        return False
+    project_repredict(project=project)
+    return True
+
+
+def thresholds_refresh_all() -> int:
+    """:func:`thresholds_refresh` for every project; returns how many were re-routed."""
+    return sum(
+        thresholds_refresh(project=project)
+        for project in Project.objects.select_related("active_model")
     )

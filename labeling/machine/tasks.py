@@ -7,6 +7,7 @@ from django.db import InterfaceError, OperationalError
 from labeling import dispatch
 from labeling.machine.model_import import model_import_score
 from labeling.machine.predict import items_predict
+from labeling.machine.promotion import thresholds_refresh_all
 from labeling.machine.training import training_run, trainings_start_due
 
 DB_RETRY = {
@@ -36,6 +37,12 @@ def train_model_version(model_version_id: int) -> str:
 def score_imported_model(model_version_id: int) -> str:
     model = model_import_score(model_version_id=model_version_id)
     return model.status if model else "missing"
+
+
+@shared_task
+def recertify_thresholds() -> int:
+    """Certify active models again where their evidence has grown; re-route where it moved."""
+    return thresholds_refresh_all()
 
 
 @shared_task

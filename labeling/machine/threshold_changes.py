@@ -13,6 +13,7 @@ from django.db import transaction
 
 from labeling.errors import ServiceError
 from labeling.machine.audit import autolabel_resume
+from labeling.machine.certification import model_certify
 from labeling.machine.predict import project_repredict
 from labeling.machine.shift_guard import shift_resume, shift_settings
 from labeling.machine.threshold_tuning import (
@@ -22,7 +23,7 @@ from labeling.machine.threshold_tuning import (
     threshold_settings_clean,
     threshold_settings_current,
 )
-from labeling.models import Project, ThresholdChange
+from labeling.models import Project, ThresholdChange, ThresholdMode
 
 RECENT_CHANGES = 10
 
@@ -52,6 +53,8 @@ def thresholds_save(
     target_precision: float | None = None,
     threshold_confidence: float | None = None,
     manual_thresholds: dict[str, float | None] | None = None,
+    scope: str | None = None,
+    calibration_share: float | None = None,
 ) -> tuple[ThresholdChange | None, int]:
     """Save a threshold setting, record who changed what, and re-route the waiting queue with
     it. Returns the change (None when nothing changed) and how many images go back through
@@ -62,6 +65,8 @@ def thresholds_save(
         target_precision=target_precision,
         threshold_confidence=threshold_confidence,
         manual_thresholds=manual_thresholds,
+        scope=scope,
+        calibration_share=calibration_share,
     )
     with transaction.atomic():
         locked = Project.objects.select_for_update().get(pk=project.pk)
@@ -72,15 +77,24 @@ def thresholds_save(
         locked.target_precision = chosen.target_precision
         locked.threshold_confidence = chosen.threshold_confidence
         locked.manual_thresholds = chosen.manual_thresholds
+        locked.threshold_scope = chosen.scope
+        locked.calibration_share = chosen.calibration_share
         locked.save(
             update_fields=[
                 "threshold_mode",
                 "target_precision",
                 "threshold_confidence",
                 "manual_thresholds",
+                "threshold_scope",
+                "calibration_share",
                 "updated_at",
             ]
         )
+        model = active_model_of(locked)
+        if model is not None and chosen.mode == ThresholdMode.TARGET:
+            # Store the certification at the new setting, so routing reads it instead of
+            # computing it for every batch (the worker re-certifies with fresh evidence later).
+            model_certify(project=locked, model=model, predict_missing=False)
         change = ThresholdChange.objects.create(
             project=locked, changed_by=_user(by), before=before, after=_snapshot(locked)
         )
@@ -168,6 +182,8 @@ def change_summary(before: dict, after: dict) -> list[str]:
         ("mode", "mode"),
         ("target_precision", "target precision"),
         ("threshold_confidence", "confidence"),
+        ("scope", "scope"),
+        ("calibration_share", "calibration share"),
     ):
         if before.get(key) != after.get(key):
             lines.append(f"{title} {before.get(key)} → {after.get(key)}")

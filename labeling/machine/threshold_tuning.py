@@ -27,10 +27,17 @@ import numpy as np
 from labeling.credits import credit_machine_outcome, credited_label
 from labeling.errors import ServiceError
 from labeling.machine.audit import live_precision
+from labeling.machine.certification import (
+    HOLDOUT_SHARE,
+    certified_record,
+    derived_thresholds,
+    evidence_scores,
+)
+from labeling.machine.evidence_report import calibration_cost, guarantee_curves
 
 # reroutable_items is the one definition of an "untouched" queued item.
 from labeling.machine.predict import reroutable_items
-from labeling.machine.predictors import derived_thresholds, heldout_load, heldout_thresholds
+from labeling.machine.predictors import heldout_load
 from labeling.models import (
     CreditOutcome,
     Item,
@@ -41,6 +48,7 @@ from labeling.models import (
     PredictionDecision,
     Project,
     ThresholdMode,
+    ThresholdScope,
 )
 from ml import thresholds
 
@@ -60,12 +68,15 @@ class ThresholdSettingsInvalid(ServiceError):
 
 @dataclass(frozen=True)
 class ThresholdSettings:
-    """What an admin chooses: a target precision (and confidence) or per-class thresholds."""
+    """What an admin chooses: a target precision (and confidence, and what the guarantee is
+    about: each class or all auto-labels) or per-class thresholds; and the calibration share."""
 
     mode: str
     target_precision: float
     threshold_confidence: float
     manual_thresholds: dict[str, float | None] = field(default_factory=dict)
+    scope: str = ThresholdScope.PER_CLASS
+    calibration_share: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +88,8 @@ def threshold_settings_current(project: Project) -> ThresholdSettings:
         target_precision=project.target_precision,
         threshold_confidence=project.threshold_confidence,
         manual_thresholds=dict(project.manual_thresholds or {}),
+        scope=project.threshold_scope,
+        calibration_share=project.calibration_share,
     )
 
 
@@ -87,6 +100,8 @@ def threshold_settings_clean(
     target_precision: float | None = None,
     threshold_confidence: float | None = None,
     manual_thresholds: dict[str, float | None] | None = None,
+    scope: str | None = None,
+    calibration_share: float | None = None,
 ) -> ThresholdSettings:
     """Validated settings; anything not given keeps the project's current value."""
     current = threshold_settings_current(project)
@@ -94,6 +109,17 @@ def threshold_settings_clean(
     if mode not in ThresholdMode.values:
         raise ThresholdSettingsInvalid(
             f"Mode must be one of {', '.join(ThresholdMode.values)}.", field="mode"
+        )
+    scope = current.scope if scope is None else scope
+    if scope not in ThresholdScope.values:
+        raise ThresholdSettingsInvalid(
+            f"Scope must be one of {', '.join(ThresholdScope.values)}.", field="scope"
+        )
+    share = current.calibration_share if calibration_share is None else calibration_share
+    if not _is_number(share) or not 0 <= float(share) < 1:
+        raise ThresholdSettingsInvalid(
+            "The calibration share must be at least 0 and below 1 (e.g. 0.05 for 5 %).",
+            field="calibration_share",
         )
     target = current.target_precision if target_precision is None else target_precision
     confidence = (
@@ -133,7 +159,7 @@ def threshold_settings_clean(
             "target or above, leave them empty (never auto-label), or lower the target.",
             field="manual_thresholds",
         )
-    return ThresholdSettings(mode, float(target), float(confidence), cleaned)
+    return ThresholdSettings(mode, float(target), float(confidence), cleaned, scope, float(share))
 
 
 def _is_number(value) -> bool:
@@ -150,12 +176,6 @@ def active_model_of(project: Project) -> ModelVersion | None:
 # --- per class thresholds --------------------------------------------------------------------
 
 
-def _derived_details(model: ModelVersion, target: float, confidence: float, names: list[str]):
-    """Learn-then-Test outcome per class name (threshold, support, reason), or None without a
-    held-out set."""
-    return heldout_thresholds(model, target, confidence, names)
-
-
 def effective_thresholds(
     project: Project, model: ModelVersion | None, chosen: ThresholdSettings
 ) -> dict[str, float | None]:
@@ -167,7 +187,9 @@ def effective_thresholds(
     elif model is None:
         values = dict.fromkeys(names)
     else:
-        derived = derived_thresholds(model, chosen.target_precision, chosen.threshold_confidence)
+        derived = derived_thresholds(
+            project, model, chosen.target_precision, chosen.threshold_confidence, chosen.scope
+        )
         values = {name: derived.get(name) for name in names}
     floored = thresholds.threshold_floor(list(values.values()), chosen.target_precision)
     paused = project.autolabel_paused or {}
@@ -182,39 +204,41 @@ def threshold_classes(*, project: Project) -> list[dict]:
     the manual value, the threshold in force, live audit precision and any pause."""
     model = active_model_of(project)
     labels = list(project.labels.all())
-    names = [label.name for label in labels]
     current = threshold_settings_current(project)
-    details = (
-        _derived_details(model, current.target_precision, current.threshold_confidence, names)
+    record = (
+        certified_record(
+            project, model, current.target_precision, current.threshold_confidence, current.scope
+        )
         if model is not None
         else None
     )
+    details = (record or {}).get("classes") or {}
     in_force = effective_thresholds(project, model, current)
     live = live_precision(project=project) if model is not None else {}
     paused = project.autolabel_paused or {}
-    # One human label in this many goes to the held-out set a threshold is proven on.
-    held_out_share = (model.hyperparameters or {}).get("val_fraction") if model else None
+    # The share of human labels held out (fixed per image), on which thresholds are proven.
+    held_out_share = HOLDOUT_SHARE if model else None
     rows = []
     for label in labels:
-        detail = details.get(label.name) if details else None
+        detail = details.get(label.name) or {}
         if model is None:
             reason = "no active model"
-        elif detail is None:
-            reason = "the model has no held-out predictions"
+        elif not detail:
+            reason = record.get("reason") or "no certification yet"
         else:
-            reason = detail.reason
+            reason = detail["reason"]
         rows.append(
             {
                 "name": label.name,
                 "display_name": str(label),
-                "derived": detail.threshold if detail else None,
-                "support": detail.support if detail else 0,
-                "accepted": detail.accepted if detail else 0,
-                "errors": detail.errors if detail else 0,
-                "upper_bound": detail.upper_bound if detail else None,
+                "derived": (record or {}).get("per_class", {}).get(label.name),
+                "support": detail.get("support", 0),
+                "accepted": detail.get("accepted", 0),
+                "errors": detail.get("errors", 0),
+                "upper_bound": detail.get("upper_bound"),
                 "reason": reason,
-                "needed": detail.needed if detail else None,
-                "needed_labels": _labels_for(detail.needed if detail else None, held_out_share),
+                "needed": detail.get("needed"),
+                "needed_labels": _labels_for(detail.get("needed"), held_out_share),
                 "held_out_percent": round(100 * held_out_share) if held_out_share else None,
                 "manual": current.manual_thresholds.get(label.name),
                 "in_force": in_force[label.name],
@@ -286,13 +310,25 @@ def _audited(project: Project, model: ModelVersion) -> tuple[np.ndarray, np.ndar
 
 def threshold_curve(*, project: Project) -> dict:
     """Risk-coverage curves of the active model: precision of auto-labels against the share
-    auto-labeled as one threshold moves, overall and per predicted class, on the held-out set
-    and on the decided audit sample. Either is None when there is nothing to draw."""
+    auto-labeled as one threshold moves, overall and per predicted class, on the evidence (the
+    calibration sample thresholds are certified on), the held-out set and the decided audit
+    sample; and the coverage each guarantee scope certifies on the evidence, target by target.
+    Any of them is None when there is nothing to draw."""
     model = active_model_of(project)
     names = project.label_names()
-    result = {"model": model.version if model else None, "heldout": None, "audit": None}
+    result = {
+        "model": model.version if model else None,
+        "evidence": None,
+        "guarantee": None,
+        "heldout": None,
+        "audit": None,
+    }
     if model is None:
         return result
+    scored = evidence_scores(project, model, predict_missing=False)
+    if len(scored["labels"]) and scored["probs"].shape[1] == len(names):
+        result["evidence"] = _curves(scored["probs"], scored["labels"], names)
+        result["guarantee"] = guarantee_curves(project=project, model=model)
     heldout = heldout_load(model)
     if heldout is not None and heldout["probs"].shape[1] == len(names) and len(heldout["labels"]):
         result["heldout"] = _curves(heldout["probs"], heldout["labels"], names)
@@ -341,6 +377,8 @@ def threshold_preview(
     target_precision: float | None = None,
     threshold_confidence: float | None = None,
     manual_thresholds: dict[str, float | None] | None = None,
+    scope: str | None = None,
+    calibration_share: float | None = None,
 ) -> dict:
     """What saving this setting would do now: how many queued images would be auto-labeled and
     how many errors to expect among them (see the module docstring for the two estimates)."""
@@ -350,6 +388,8 @@ def threshold_preview(
         target_precision=target_precision,
         threshold_confidence=threshold_confidence,
         manual_thresholds=manual_thresholds,
+        scope=scope,
+        calibration_share=calibration_share,
     )
     model = active_model_of(project)
     names = project.label_names()
@@ -362,6 +402,7 @@ def threshold_preview(
         "auto_label": 0,
         "credit_pending": 0,
         "audit_rate": project.audit_rate,
+        "calibration_cost": calibration_cost(project=project, share=chosen.calibration_share),
         "expected_errors_calibrated": 0.0,
         "expected_errors_heldout": None,
         "heldout": None,

@@ -1,5 +1,13 @@
 """Training jobs: snapshot the labels into a manifest, train with ``ml.training.train`` in a
-worker, record a ModelVersion, and hand it to the promotion gate.
+worker, record a ModelVersion, certify its thresholds and hand it to the promotion gate.
+
+What a model trains on: every trustworthy label (consensus, expert and imported ones), on the
+training side of each item's fixed held-out assignment
+(``labeling.machine.certification.item_held_out``), so every version holds out the same images
+and is scored on the same ones; and, where the project opts in, machine labels of classes whose
+live audit held up, class-balanced (:func:`machine_labels_trusted`). The first model trains as
+soon as every class has a few human labels; later ones after ``retrain_every`` new labels, or
+sooner while the label count is still doubling (:func:`training_due`).
 
 One training per project at a time (a partial unique index on ``status='training'``). A crash
 marks the version ``failed`` with the error; the active model is only ever switched by
@@ -16,20 +24,38 @@ import numpy as np
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import Max
+from django.db.models import Count, Max
 from django.utils import timezone
 
 from labeling.dispatch import TRAIN_MODEL_VERSION, job_queue
 from labeling.errors import ServiceError, project_require_open
+from labeling.machine.audit import live_precision
+from labeling.machine.certification import item_held_out, model_certify
 from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
-from labeling.models import Item, ItemSource, Manifest, ModelStatus, ModelVersion, Project
+from labeling.models import (
+    Item,
+    ItemSource,
+    Manifest,
+    ModelStatus,
+    ModelVersion,
+    Prediction,
+    PredictionDecision,
+    Project,
+)
+from ml.class_balance import machine_label_quota
 from ml.evaluation import jsonable
 
 logger = logging.getLogger(__name__)
 
 MIN_LABELS = 20
+# The first model trains once every class has this many human labels (it is promoted anyway,
+# and its probabilities already halve the answers an image needs through the consensus prior).
+FIRST_MODEL_PER_CLASS = 10
+# A machine label is trained on only if its class's audit has this many decided items and their
+# precision reached the project's target.
+MIN_AUDITED_FOR_TRAINING = 10
 STALE_AFTER = timedelta(minutes=30)
 PROGRESS_EVERY_S = 2.0
 
@@ -47,7 +73,6 @@ def training_defaults() -> dict:
         "epochs": list(settings.TRAIN_EPOCHS),
         "learning_rates": list(settings.TRAIN_LEARNING_RATES),
         "augment_views": settings.TRAIN_AUGMENT_VIEWS,
-        "val_fraction": 0.2,
     }
 
 
@@ -120,16 +145,74 @@ def training_start(
     return model
 
 
-def _samples(manifest: Manifest, project: Project) -> tuple[list[tuple[bytes, int]], list[int]]:
-    """(image bytes, class index) per manifest line, with the item ids, read from storage."""
+def _samples(
+    manifest: Manifest, project: Project
+) -> tuple[list[tuple[bytes, int]], list[int], list[bool]]:
+    """(image bytes, class index) per manifest line, with the item ids and whether each is on
+    the held-out side, read from storage."""
     refs = manifest_labels(manifest)
-    items = Item.objects.filter(project=project, image__in=list(refs)).only("pk", "image")
-    samples, ids = [], []
+    items = Item.objects.filter(project=project, image__in=list(refs)).only(
+        "pk", "image", "sha256", "is_calibration"
+    )
+    samples, ids, held = [], [], []
     for item in items.iterator(chunk_size=1000):
         with item.image.open("rb") as fh:
             samples.append((fh.read(), refs[item.image.name]))
         ids.append(item.pk)
-    return samples, ids
+        held.append(item_held_out(sha256=item.sha256, is_calibration=item.is_calibration))
+    return samples, ids, held
+
+
+def machine_labels_trusted(
+    *, project: Project, human_counts: np.ndarray, seed: int
+) -> list[tuple[bytes, int]]:
+    """Machine labels worth training on: auto-labels of a class whose live audit (pooled over the
+    models that auto-labeled it) has at least MIN_AUDITED_FOR_TRAINING decided items, right at
+    least ``target_precision`` of the time, and is not paused (machine labels are never held
+    out: held-out labels are human). Class-balanced (``ml.class_balance``), so the easy classes
+    the machine labels most cannot swamp the rest."""
+    rows = Prediction.objects.filter(
+        item__project=project,
+        item__final_source=ItemSource.MACHINE,
+        decision=PredictionDecision.AUTO_LABELED,
+    ).values_list("item_id", "label__name", "label__position")
+    # A class's audit pooled over the models that auto-labeled it: each model audits only a few
+    # per class, and a class's standing is what the admin sees on the thresholds page.
+    audited: dict[str, list[int]] = {}
+    for model_id in (
+        Prediction.objects.filter(item__project=project, decision=PredictionDecision.AUDIT)
+        .values_list("model_version_id", flat=True)
+        .distinct()
+    ):
+        for name, stats in live_precision(project=project, model_version_id=model_id).items():
+            entry = audited.setdefault(name, [0, 0])
+            entry[0] += stats["audited"]
+            entry[1] += stats["correct"]
+    paused = project.autolabel_paused or {}
+    trusted = {
+        name
+        for name, (n, right) in audited.items()
+        if n >= MIN_AUDITED_FOR_TRAINING
+        and right / n >= project.target_precision
+        and name not in paused
+    }
+    by_class: dict[int, list[int]] = {}
+    for item_id, name, position in rows.iterator(chunk_size=5000):
+        if name in trusted:
+            by_class.setdefault(position, []).append(item_id)
+    machine_counts = np.zeros(len(human_counts), dtype=np.int64)
+    for position, ids in by_class.items():
+        machine_counts[position] = len(ids)
+    quota = machine_label_quota(human_counts, machine_counts)
+    rng = np.random.default_rng(seed)
+    chosen: list[int] = []
+    for position, ids in by_class.items():
+        chosen += [int(i) for i in rng.permutation(ids)[: quota[position]]]
+    samples = []
+    for item in Item.objects.filter(pk__in=chosen).only("pk", "image", "final_label__position"):
+        with item.image.open("rb") as fh:
+            samples.append((fh.read(), item.final_label.position))
+    return samples
 
 
 class _ProgressWriter:
@@ -208,7 +291,7 @@ class _ProgressWriter:
 def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None:
     """Run a queued training (in a worker). Idempotent: a version no longer ``training`` is left
     alone, so a redelivered task does nothing."""
-    from ml.training import TrainConfig, stratified_split, train  # imports torch: workers only
+    from ml.training import TrainConfig, train  # imports torch: workers only
 
     model = (
         ModelVersion.objects.select_related("project", "manifest")
@@ -220,12 +303,23 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
     project = model.project
     output = Path(settings.MODEL_ROOT) / str(project.pk) / f"v{model.version}"
     try:
-        samples, item_ids = _samples(model.manifest, project)
+        samples, item_ids, held = _samples(model.manifest, project)
         labels = np.array([label for _, label in samples])
         params = dict(model.hyperparameters)
-        train_idx, val_idx = stratified_split(
-            labels, params.pop("val_fraction", 0.2), seed=model.version
-        )
+        params.pop("val_fraction", None)  # the held-out side is fixed per item now
+        held_mask = np.array(held, dtype=bool)
+        if len(np.unique(labels[~held_mask])) < 2 or not held_mask.any():
+            raise TrainingRefused(
+                f"{int(held_mask.sum())} held-out and {int((~held_mask).sum())} training labels: "
+                "need both, and training labels in two or more classes."
+            )
+        train_idx, val_idx = np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
+        extra = []
+        if project.train_on_machine_labels:
+            human_counts = np.bincount(labels[train_idx], minlength=len(project.label_names()))
+            extra = machine_labels_trusted(
+                project=project, human_counts=human_counts, seed=model.version
+            )
         if output.exists():  # a crashed earlier delivery of this task
             shutil.rmtree(output)
         writer = _ProgressWriter(model, heldout_images=len(val_idx), also=progress)
@@ -238,7 +332,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         }
         knobs.update({k: v for k, v in params.items() if k in TrainConfig.__dataclass_fields__})
         config = TrainConfig(
-            samples=[samples[i] for i in train_idx],
+            samples=[samples[i] for i in train_idx] + extra,
             validation_samples=[samples[i] for i in val_idx],
             class_names=project.label_names(),
             output_dir=output,
@@ -289,10 +383,15 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         **jsonable(result.config.get("hyperparameters", {})),
     }
     model.hyperparameters["trainable_blocks_chosen"] = result.config.get("trainable_blocks")
+    model.hyperparameters["human_labels_trained"] = int(len(train_idx))
+    model.hyperparameters["machine_labels_trained"] = len(extra)
     model.trained_at = timezone.now()
     model.progress = {"state": "done", "percent": 100.0, "updated_at": timezone.now().isoformat()}
     model.save()
 
+    # Score the candidate on every evidence item and certify its thresholds there: the gate
+    # compares what each model would be allowed to auto-label.
+    model_certify(project=project, model=model)
     promotion_gate(model=model)
     model.refresh_from_db()
     return model
@@ -310,9 +409,34 @@ def new_label_count(*, project: Project) -> int:
     return labels.count()
 
 
+def human_labels(project: Project):
+    return Item.objects.filter(
+        project=project,
+        final_source__in=(ItemSource.CONSENSUS, ItemSource.EXPERT, ItemSource.IMPORTED),
+    )
+
+
 def training_due(*, project: Project) -> bool:
-    """True when ``retrain_every`` new human labels arrived since the last training started."""
-    return project.retrain_every > 0 and new_label_count(project=project) >= project.retrain_every
+    """True when a training should start: the first model as soon as every class has
+    FIRST_MODEL_PER_CLASS human labels; after that when ``retrain_every`` new human labels have
+    arrived, or, while a project is young, when the labels have doubled since the last training
+    (a model on 200 labels is much better than one on 100, so waiting for 1,000 wastes answers)."""
+    if project.retrain_every <= 0:
+        return False
+    last = (
+        ModelVersion.objects.filter(project=project)
+        .exclude(status=ModelStatus.FAILED)
+        .order_by("-created_at")
+        .first()
+    )
+    new = new_label_count(project=project)
+    if last is None:
+        per_class = human_labels(project).values("final_label").annotate(n=Count("pk"))
+        counts = [row["n"] for row in per_class]
+        enough = len(counts) == project.labels.count() and min(counts) >= FIRST_MODEL_PER_CLASS
+        return enough or new >= project.retrain_every
+    before = human_labels(project).filter(finished_at__lte=last.created_at).count()
+    return new >= min(project.retrain_every, max(before, MIN_LABELS))
 
 
 def trainings_start_due(*, reason: str) -> int:

@@ -32,6 +32,7 @@ from labeling.models.projects import (
     ReusePolicy,
     ThresholdChange,
     ThresholdMode,
+    ThresholdScope,
 )
 from labeling.models.results import CostEntry, CostKind, CreditDecision, CreditOutcome
 
@@ -57,6 +58,7 @@ __all__ = [
     "ModelStatus",
     "PredictionDecision",
     "ThresholdMode",
+    "ThresholdScope",
     "Annotation",
     "AnnotatorSkill",
     "Assignment",

@@ -58,6 +58,11 @@ class Item(TimeStamped):
     posterior_max = models.FloatField(default=0.0)
     # Auto-labeled, but also sent to humans to measure live machine precision.
     is_audit = models.BooleanField(default=False)
+    # Drawn for the calibration share: sent to humans whatever the model said, never trained on.
+    is_calibration = models.BooleanField(default=False)
+    # Sent to humans while no threshold was in force, so its route did not depend on any
+    # model's confidence (cleared when a re-route with thresholds in force keeps it queued).
+    routed_blind = models.BooleanField(default=False)
     prediction_error = models.TextField(blank=True)
     # The photo is an earlier image or a shop catalog photo again (labeling.embeddings.reuse);
     # the match itself, with the image it links to, is its ReuseMatch.

@@ -16,6 +16,11 @@ class ThresholdMode(models.TextChoices):
     MANUAL = "manual", "Set by hand per class"
 
 
+class ThresholdScope(models.TextChoices):
+    PER_CLASS = "per_class", "Per class: each class's auto-labels meet the target"
+    OVERALL = "overall", "Overall: all auto-labels together meet the target"
+
+
 class CostMode(models.TextChoices):
     PER_ANSWER = "per_answer", "Price per answer"
     HOURLY = "hourly", "Hourly rate"
@@ -36,6 +41,7 @@ class ReusePolicy(models.TextChoices):
 
 class Project(TimeStamped):
     ThresholdMode = ThresholdMode
+    ThresholdScope = ThresholdScope
 
     CostMode = CostMode
 
@@ -67,6 +73,13 @@ class Project(TimeStamped):
     manual_thresholds = models.JSONField(
         default=dict, blank=True, help_text='Per class accept thresholds, e.g. {"product": 0.97}.'
     )
+    # What the target-mode guarantee is about (ml.overall_scope): each class, or all auto-labels.
+    threshold_scope = models.CharField(
+        max_length=10, choices=ThresholdScope.choices, default=ThresholdScope.PER_CLASS
+    )
+    # A random share of incoming images goes to humans whatever the model says: the unbiased
+    # sample thresholds are certified on (labeling.machine.certification).
+    calibration_share = models.FloatField(default=0.05, validators=unit_interval)
     audit_rate = models.FloatField(default=0.05, validators=unit_interval)
     gold_rate = models.FloatField(default=0.05, validators=unit_interval)
     active_model = models.ForeignKey(
@@ -89,6 +102,8 @@ class Project(TimeStamped):
     retrain_every = models.PositiveIntegerField(
         default=1000, help_text="Start a training after this many new final labels (0: never)."
     )
+    # Opt-in: also train on machine labels of classes whose live audit held up.
+    train_on_machine_labels = models.BooleanField(default=False)
 
     # Costs
     cost_mode = models.CharField(
@@ -137,6 +152,11 @@ class Project(TimeStamped):
             choices_check("threshold_mode", ThresholdMode, "project_threshold_mode_valid"),
             choices_check("cost_mode", CostMode, "project_cost_mode_valid"),
             choices_check("reuse_policy", ReusePolicy, "project_reuse_policy_valid"),
+            choices_check("threshold_scope", ThresholdScope, "project_threshold_scope_valid"),
+            models.CheckConstraint(
+                condition=models.Q(calibration_share__gte=0) & models.Q(calibration_share__lte=1),
+                name="project_calibration_share_range",
+            ),
         ]
 
     def __str__(self) -> str:

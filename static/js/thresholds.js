@@ -1,5 +1,6 @@
-// Threshold tuning page: draws the risk-coverage curve (Chart.js) and previews, as the inputs
-// change, what the setting would do to the waiting queue (POST to the preview endpoint).
+// Threshold tuning page: draws the risk-coverage curve and the coverage each guarantee scope
+// certifies (Chart.js), and previews, as the inputs change, what the setting would do to the
+// waiting queue and what its calibration share costs (POST to the preview endpoint).
 (function () {
   "use strict";
 
@@ -28,6 +29,11 @@
     return raw === "" ? null : Number(raw);
   }
 
+  function scope() {
+    const checked = form.querySelector("input[name=scope]:checked");
+    return checked ? checked.value : "per_class";
+  }
+
   function settings() {
     const manual = {};
     form.querySelectorAll("input.manual").forEach((input) => {
@@ -38,6 +44,8 @@
       target_precision: readNumber(document.getElementById("target-precision")),
       threshold_confidence: readNumber(document.getElementById("threshold-confidence")),
       manual_thresholds: manual,
+      scope: scope(),
+      calibration_share: readNumber(document.getElementById("calibration-share")),
     };
   }
 
@@ -77,6 +85,7 @@
       { label: "Live audit", data: series(curve.audit, name), borderColor: "#b54708", backgroundColor: "#b54708", showLine: true, pointRadius: 2, borderWidth: 2, borderDash: [5, 3], clip: 6 },
       { label: "Target precision", data: targetLine(), borderColor: "#067647", showLine: true, pointRadius: 0, borderWidth: 1, borderDash: [2, 4] },
       { label: "This setting (held-out)", data: operatingPoint(name), borderColor: "#b42318", backgroundColor: "#b42318", pointRadius: 6, pointHoverRadius: 8, clip: 8 },
+      { label: "Calibration sample", data: series(curve.evidence, name), borderColor: "#6941c6", backgroundColor: "#6941c6", showLine: true, pointRadius: 0, borderWidth: 3, clip: 6 },
     ];
   }
 
@@ -114,6 +123,57 @@
     });
   }
 
+  // The guarantee chart: certified coverage of the calibration sample against the target, one
+  // line per scope; the selected scope is drawn solid.
+  let guaranteeChart = null;
+  function drawGuarantee() {
+    const box = document.getElementById("guarantee-chart");
+    if (!box || !curve.guarantee || typeof Chart === "undefined") return;
+    const line = (rows) => rows.map((r) => ({ x: r.target, y: r.coverage, p: r.precision, n: r.accepted }));
+    const chosen = scope();
+    const datasets = [
+      { label: "Per class", data: line(curve.guarantee.per_class), borderColor: "#2f5fd0", backgroundColor: "#2f5fd0", showLine: true, pointRadius: 3, borderWidth: chosen === "per_class" ? 3 : 1, borderDash: chosen === "per_class" ? [] : [4, 3] },
+      { label: "Overall", data: line(curve.guarantee.overall), borderColor: "#b54708", backgroundColor: "#b54708", showLine: true, pointRadius: 3, borderWidth: chosen === "overall" ? 3 : 1, borderDash: chosen === "overall" ? [] : [4, 3] },
+    ];
+    if (guaranteeChart) {
+      guaranteeChart.data.datasets.forEach((d, i) => Object.assign(d, datasets[i]));
+      guaranteeChart.update("none");
+      return;
+    }
+    guaranteeChart = new Chart(box, {
+      type: "scatter",
+      data: { datasets },
+      options: {
+        animation: false,
+        maintainAspectRatio: false,
+        scales: {
+          x: { title: { display: true, text: "Target precision" }, ticks: { callback: (v) => pct(v, 1) } },
+          y: { min: 0, max: 1, title: { display: true, text: "Share of the calibration sample auto-labeled" }, ticks: { callback: (v) => pct(v, 0) } },
+        },
+        plugins: {
+          tooltip: {
+            callbacks: {
+              label: (ctx) => `${ctx.dataset.label}: ${pct(ctx.raw.y)} certified at ${pct(ctx.raw.x)} (${ctx.raw.n} images, precision ${pct(ctx.raw.p)})`,
+            },
+          },
+        },
+      },
+    });
+  }
+
+  function renderCost(cost) {
+    const line = document.getElementById("calibration-cost");
+    if (!line || !cost) return;
+    // Only the cost sentence changes with the share; the evidence counts stay as rendered.
+    const evidence = line.textContent.split("Evidence so far:")[1] || "";
+    line.textContent =
+      `A random ${Number(cost.share).toFixed(3)} of incoming images goes to inspectors whatever the model says: ` +
+      `about ${cost.answers_per_1000_images} answers (${cost.cost_per_1000_images} ${cost.currency}) per 1,000 images, ` +
+      `${cost.cost_per_day} ${cost.currency} a day at the last week's ${cost.images_per_day} images a day ` +
+      `(${cost.answers_per_label} answers per human label here).` +
+      (evidence ? ` Evidence so far:${evidence}` : "");
+  }
+
   // --- preview ----------------------------------------------------------------------------
 
   function renderPreview() {
@@ -149,7 +209,9 @@
       const precision = row.heldout_precision === null ? "" : ` · held-out precision ${pct(row.heldout_precision)}`;
       cell.textContent = `${num(row.threshold)} · ${row.auto_label} of ${row.queued} waiting${precision}`;
     });
+    renderCost(preview.calibration_cost);
     drawChart();
+    drawGuarantee();
   }
 
   function showError(message) {
@@ -211,6 +273,7 @@
   form.querySelectorAll("input[name=mode]").forEach((radio) =>
     radio.addEventListener("change", () => { showMode(); schedule(); }),
   );
+  form.querySelectorAll("input[name=scope]").forEach((radio) => radio.addEventListener("change", schedule));
   form.querySelectorAll("input[type=number]").forEach((input) => input.addEventListener("input", schedule));
   if (classSelect) classSelect.addEventListener("change", drawChart);
 

@@ -5,9 +5,11 @@ import pytest
 from django.urls import reverse
 
 from labeling.access import Role
+from labeling.answers import item_finalize
+from labeling.machine.certification import heldout_labels
 from labeling.machine.predict import items_predict
 from labeling.machine.threshold_tuning import threshold_preview
-from labeling.models import Item, ItemStatus, Project, ThresholdChange
+from labeling.models import Item, ItemSource, ItemStatus, Project, ThresholdChange
 from labeling.project_setup import member_add
 from tests.machine.fixtures import (
     add_shapes,
@@ -281,7 +283,9 @@ def queued(shapes, tiny_checkpoint, django_capture_on_commit_callbacks):  # noqa
     project.manual_thresholds = NEVER
     project.save()
     with django_capture_on_commit_callbacks(execute=True):
-        model = install_model(project, tiny_checkpoint)  # imported; the first is promoted
+        # Imported, scored on the held-out side (about a fifth) of 150 labels; the first model
+        # is promoted.
+        model = install_model(project, tiny_checkpoint, heldout=150)
     assert model.status == "active"
     ids = add_shapes(project, 6, offset=700, queue_prediction=False)
     items_predict(item_ids=ids)
@@ -310,6 +314,22 @@ def test_lowering_a_manual_threshold_reroutes_the_queue(
     assert change.before["thresholds"] == NEVER and change.after["thresholds"] == ALWAYS
 
 
+def calibrate(project, n: int) -> list[int]:
+    """``n`` images the active model predicted, drawn for the calibration share and labeled."""
+    ids = add_shapes(project, n, offset=900, queue_prediction=False)
+    Item.objects.filter(pk__in=ids).update(is_calibration=True)
+    items_predict(item_ids=ids)
+    labels = {label.name: label for label in project.labels.all()}
+    for item in Item.objects.filter(pk__in=ids):
+        item_finalize(
+            item=item,
+            label=labels[item.metadata["truth"]],
+            source=ItemSource.CONSENSUS,
+            confidence=0.99,
+        )
+    return ids
+
+
 def test_preview_counts_follow_the_setting(client, shapes, queued, settings):
     project, admin = shapes
     client.force_login(admin)
@@ -324,11 +344,18 @@ def test_preview_counts_follow_the_setting(client, shapes, queued, settings):
     every = preview({"mode": "manual", "manual_thresholds": ALWAYS, "target_precision": LAX})
     assert every["auto_label"] == 6
     assert 0 < every["expected_errors_calibrated"] < 6
-    assert every["heldout"]["n"] == 30 and every["heldout"]["coverage"] == 1.0
+    # The held-out side of the labels the import was scored on (fixed per image).
+    held_out = heldout_labels(project).count()
+    assert every["heldout"]["n"] == held_out and every["heldout"]["coverage"] == 1.0
     assert every["expected_errors_heldout"] is not None
     assert sum(row["auto_label"] for row in every["per_class"]) == 6
-    # Target mode: a lax target derives thresholds, a strict one cannot be shown on 30 images.
+    # Target mode certifies on the calibration sample: without one, nothing is certified.
     settings.THRESHOLD_MIN_SUPPORT = 1
+    lax = preview({"mode": "target", "target_precision": 0.34, "threshold_confidence": 0.5})
+    assert lax["auto_label"] == 0
+    # With 30 calibration labels (images the model predicted, sent to humans at random), a lax
+    # target derives thresholds, a strict one cannot be shown on 30 images.
+    calibrate(project, 30)
     lax = preview({"mode": "target", "target_precision": 0.34, "threshold_confidence": 0.5})
     strict = preview({"mode": "target", "target_precision": 0.99, "threshold_confidence": 0.95})
     assert lax["auto_label"] > strict["auto_label"] == 0
@@ -356,13 +383,14 @@ def test_the_page_draws_the_curve_and_per_class_reasons(client, shapes, queued):
     page = response.content.decode()
     assert "curve-chart" in page and "chart.umd.min.js" in page
     curve = response.context["curve"]
-    assert curve["model"] == 1 and curve["heldout"]["n"] == 30
+    assert curve["model"] == 1 and curve["heldout"]["n"] == heldout_labels(project).count()
     assert len(curve["heldout"]["overall"]) > 2
     assert set(curve["heldout"]["per_class"]) == {"circle", "square", "triangle"}
     assert curve["audit"] is None  # no audited images decided yet
-    # 30 held-out images, about 10 per class: too few for the default guarantee. Each class
+    # A few held-out images per class: too few for the default guarantee. Each class
     # says why, and how many more held-out images it needs.
-    assert "held-out images predicted as this class" in page or "cannot" in page
+    # No calibration image is labeled yet, so nothing is certified: each class says so.
+    assert "no calibration items labeled yet" in page
     rows = response.context["classes"]
     assert all(row["needed"] and row["needed"] > 0 for row in rows)
     assert "Needs at least" in page
@@ -375,3 +403,56 @@ def test_managers_read_the_thresholds_of_a_project_with_a_model(client, shapes, 
     body = client.get(api_url("shapes")).json()
     assert body["model"] == 1 and body["mode"] == "manual"
     assert {c["name"]: c["in_force"] for c in body["classes"]} == NEVER
+
+
+# --- scope and calibration share -----------------------------------------------------------
+
+
+def test_scope_and_calibration_share_are_saved_recorded_and_validated(client, shapes, queued):
+    project, admin = shapes
+    client.force_login(admin)
+    response = client.put(
+        api_url("shapes"),
+        {"mode": "target", "scope": "overall", "calibration_share": 0.1},
+        content_type="application/json",
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["scope"], body["calibration_share"]) == ("overall", 0.1)
+    project.refresh_from_db()
+    assert (project.threshold_scope, project.calibration_share) == ("overall", 0.1)
+    summary = ThresholdChange.objects.get(project=project).after
+    assert summary["scope"] == "overall" and summary["calibration_share"] == 0.1
+    for bad, field in (
+        ({"scope": "some"}, "scope"),
+        ({"calibration_share": 1.0}, "calibration_share"),
+    ):
+        refused = client.put(api_url("shapes"), bad, content_type="application/json")
+        assert refused.status_code == 400 and field in refused.json()
+
+
+def test_the_page_shows_both_guarantee_curves_and_what_the_share_costs(
+    client, shapes, queued, settings
+):
+    project, admin = shapes
+    settings.THRESHOLD_MIN_SUPPORT = 1
+    calibrate(project, 30)
+    client.force_login(admin)
+    response = client.get(page_url("shapes"))
+    page = response.content.decode()
+    assert 'id="guarantee-chart"' in page and 'name="scope"' in page
+    guarantee = response.context["curve"]["guarantee"]
+    assert guarantee["n"] == 30
+    # the overall guarantee certifies at least as much of the sample as the per-class one
+    for per_class, overall in zip(guarantee["per_class"], guarantee["overall"], strict=True):
+        assert overall["coverage"] >= per_class["coverage"]
+    # the cost follows the share being previewed: twice the share, twice the answers
+    cost = response.context["calibration"]["cost"]
+    doubled = client.post(
+        preview_url("shapes"),
+        {"calibration_share": 2 * project.calibration_share or 0.1},
+        content_type="application/json",
+    ).json()["calibration_cost"]
+    assert doubled["share"] == (2 * project.calibration_share or 0.1)
+    assert doubled["answers_per_1000_images"] >= cost["answers_per_1000_images"]
+    assert "per 1,000 images" in page

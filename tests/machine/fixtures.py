@@ -51,6 +51,9 @@ def colour_png(label: int, seed: int) -> bytes:
 
 
 def shapes_project(slug: str = "shapes", **settings):
+    """A three-class project; no calibration share unless asked (routing tests expect every
+    image to follow its confidence)."""
+    settings.setdefault("calibration_share", 0.0)
     return project_create(name=slug.title(), slug=slug, labels=list(SHAPES), **settings)
 
 
@@ -129,7 +132,8 @@ def train_tiny(out: Path, class_names, png: Callable[[int, int], bytes]):
         out,
         [s for s, _ in val_samples],
         np.array([y for _, y in val_samples]),
-        list(range(len(val_samples))),
+        # Not items of any test project (it was trained elsewhere): ids no row will have.
+        list(range(10**9, 10**9 + len(val_samples))),
     )
     return out, result
 

@@ -14,6 +14,7 @@ from django.test import Client
 from django.urls import reverse
 
 from labeling.access import Role
+from labeling.machine.certification import evidence_items, heldout_labels
 from labeling.machine.model_import import (
     ModelImportRefused,
     model_import,
@@ -62,11 +63,15 @@ def test_an_imported_checkpoint_is_scored_on_the_projects_labels_and_promoted(
     model = ModelVersion.objects.get(project=project)
     assert model.status == ModelStatus.ACTIVE  # no model before: the gate promotes it
     assert model.hyperparameters["imported"] is True
-    assert model.metrics["heldout_items"] == 45  # nothing held out yet: every human label
-    assert "no training has held any out yet" in model.metrics["heldout_source"]
+    # judged on the project's held-out labels: the fixed held-out side of every human label,
+    # the same images every version trained here holds out
+    held = heldout_labels(project)
+    assert model.metrics["heldout_items"] == held.count() > 0
+    assert "fixed per image" in model.metrics["heldout_source"]
     assert set(model.thresholds["per_class"]) == set(SHAPES)
+    assert model.thresholds["evidence"] == evidence_items(project).count()
     heldout = heldout_load(model)
-    assert heldout["probs"].shape == (45, 3)
+    assert heldout["probs"].shape == (held.count(), 3)
     assert model.metrics["accuracy"] > 0.5
 
 
@@ -81,7 +86,7 @@ def test_after_a_training_an_import_is_judged_on_the_held_out_labels_only(projec
 
     assert imported.version == trained.version + 1
     assert sorted(imported.validation_items) == sorted(trained.validation_items)
-    assert imported.metrics["heldout_source"] == "held out by earlier trainings"
+    assert "fixed per image" in imported.metrics["heldout_source"]
     assert imported.status in (ModelStatus.ACTIVE, ModelStatus.READY)
     assert "promotion_gate" in imported.metrics  # the same gate as a trained version
 

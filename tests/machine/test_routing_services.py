@@ -72,7 +72,7 @@ def test_class_without_enough_calibration_data_is_never_auto_labeled(
     project.threshold_mode = Project.ThresholdMode.TARGET
     project.save()
     # 30 held-out images (10 per class) cannot prove 98% precision with 95% confidence.
-    from labeling.machine.predictors import project_thresholds
+    from labeling.machine.certification import project_thresholds
 
     assert project_thresholds(project, model) == [None, None, None]
     ids = new_items(project, 6)

@@ -6,6 +6,7 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 from labeling.errors import ServiceError
+from labeling.machine.certification import item_held_out
 from labeling.machine.predictors import checkpoint_path, heldout_load
 from labeling.machine.promotion import model_promote, model_rollback
 from labeling.machine.training import (
@@ -28,7 +29,9 @@ def project(settings):
     project = shapes_project(
         target_precision=0.8, threshold_confidence=0.6, gold_rate=0, audit_rate=0
     )
-    add_shapes(project, 45, label_them=True)
+    ids = add_shapes(project, 45, label_them=True)
+    # Every other image was drawn for the calibration share: the evidence models are judged on.
+    Item.objects.filter(pk__in=ids[::2]).update(is_calibration=True)
     return project
 
 
@@ -46,7 +49,16 @@ def test_a_tiny_training_creates_a_calibrated_version_that_reloads_identically(p
     assert {"accuracy", "macro_f1", "ece", "per_class"} <= set(model.metrics)
     assert model.temperature and model.temperature > 0
     assert model.manifest.line_count == 45
-    assert len(model.validation_items) == 15
+    # Held out: the calibration items and, of the rest, those the fixed per-item hash picks.
+    held = {
+        i.pk
+        for i in Item.objects.filter(project=project)
+        if item_held_out(sha256=i.sha256, is_calibration=i.is_calibration)
+    }
+    assert set(model.validation_items) == held
+    assert 23 <= len(held) < 45
+    # The thresholds were certified on the evidence: the held-out calibration items.
+    assert model.thresholds["evidence"] == len(held)
     # The checkpoint reloads to the very predictions saved at training time.
     heldout = heldout_load(model)
     items = Item.objects.in_bulk(heldout["item_ids"].tolist())

@@ -166,3 +166,10 @@ def test_stratified_split_keeps_every_class_on_both_sides():
     assert set(labels[train_idx]) == {0, 1, 2} and set(labels[val_idx]) == {0, 1, 2}
     assert len(np.intersect1d(train_idx, val_idx)) == 0
     assert len(train_idx) + len(val_idx) == len(labels)
+
+
+def predictor_array(predictor, source):
+    """The decoded, resized image the predictor sees (3×S×S, before normalisation)."""
+    from ml.preprocess import to_uint8_array
+
+    return to_uint8_array(source, predictor.preprocess)

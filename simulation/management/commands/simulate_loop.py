@@ -15,6 +15,15 @@ from simulation.driver import Loop
 from simulation.processes import free_port, gunicorn_argv, process, wait_http, worker_argv
 
 
+def _flag(raw: str) -> bool:
+    """``--train-on-machine-labels=true``: bool("false") would be True."""
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, not {raw!r}")
+
+
 class Command(BaseCommand):
     help = (
         "Simulate inspectors labeling Fashion-MNIST through the API while a real worker predicts, "
@@ -26,9 +35,10 @@ class Command(BaseCommand):
         for f in fields(LoopConfig):
             if f.name in ("crowd", "slug"):
                 continue
+            kind = type(getattr(defaults, f.name))
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
-                type=type(getattr(defaults, f.name)),
+                type=_flag if kind is bool else kind,
                 default=getattr(defaults, f.name),
             )
         parser.add_argument("--crowd", default=json.dumps(defaults.crowd), help="kind -> count")
