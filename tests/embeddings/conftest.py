@@ -1,4 +1,4 @@
-"""Embedding tests: the embedding step on, Fashion-MNIST photos, and a tiny trained model."""
+"""Embedding tests: the embedding step on, Fashion-MNIST photos, and tiny trained models."""
 
 import io
 
@@ -8,7 +8,7 @@ from PIL import Image
 
 from labeling.embeddings.index import index_forget
 from ml.fashion_mnist import load_split
-from tests.machine.fixtures import tiny_checkpoint  # noqa: F401
+from tests.machine.fixtures import review_checkpoint, tiny_checkpoint  # noqa: F401
 from tests.ml.conftest import _two_threads  # noqa: F401
 
 

@@ -8,25 +8,25 @@ from django.test import Client
 from labeling.answers import item_finalize
 from labeling.embeddings.label_review import label_review_run
 from labeling.ingest import Upload, item_ingest
-from labeling.models import Item, ItemSource, LabelReview, ModelVersion, Prediction
+from labeling.models import Item, ItemSource, LabelReview, ModelStatus, Prediction
 from tests.conftest import image_bytes
+from tests.machine.fixtures import add_colours, install_model
 
 pytestmark = pytest.mark.django_db
 
 
+HELDOUT = 8  # human labels the imported model is scored on
+
+
 @pytest.fixture
-def labeled(project, settings):
-    """120 images a calibrated model predicted before humans labeled them; 12 human labels
+def labeled(project, settings, review_checkpoint):
+    """The project's model, imported (scored on 8 labeled colour images, which it gets right)
+    and promoted; 120 images it predicted before humans labeled them, 12 of whose human labels
     contradict a prediction more confident than the model usually is for that class."""
-    model = ModelVersion.objects.create(
-        project=project,
-        version=1,
-        status=ModelVersion.Status.ACTIVE,
-        temperature=1.0,
-        metrics={"class_names": project.label_names()},
-    )
-    project.active_model = model
-    project.save()
+    add_colours(project, HELDOUT)
+    model = install_model(project, review_checkpoint)
+    assert model.status == ModelStatus.ACTIVE
+    project.refresh_from_db()
     labels = list(project.labels.all())
     rng = np.random.default_rng(0)
     uploads = [Upload(f"i{i}.png", image_bytes(color=(i, 2 * i % 256, 7))) for i in range(120)]
@@ -53,7 +53,8 @@ def labeled(project, settings):
 def test_contradicted_labels_go_to_the_recheck_queue(project, labeled):
     ids, wrong = labeled
     result = label_review_run(project=project)
-    assert result["checked"] == 120
+    # Evidence: the 120 earlier predictions and the model's held-out predictions.
+    assert result["checked"] == 120 + HELDOUT
     flagged = set(LabelReview.objects.values_list("item_id", flat=True))
     assert flagged == wrong
     review = LabelReview.objects.first()

@@ -7,8 +7,15 @@ from django.test import Client
 from labeling.embeddings.build import space_build
 from labeling.embeddings.spaces import space_for_model
 from labeling.ingest import Upload, item_ingest
-from labeling.machine.promotion import model_promote
-from labeling.models import Embedding, EmbeddingSpace, Item, ReuseMatch, SpaceStatus
+from labeling.models import (
+    Embedding,
+    EmbeddingSpace,
+    Item,
+    ModelStatus,
+    Project,
+    ReuseMatch,
+    SpaceStatus,
+)
 from tests.embeddings.test_prototypes import cross_png
 from tests.machine.fixtures import add_shapes, install_model, shapes_project
 
@@ -24,8 +31,11 @@ def test_a_promoted_model_gets_its_own_space_built_from_every_image(
     assert imagenet.status == SpaceStatus.ACTIVE and imagenet.model_version is None
     assert Embedding.objects.filter(space=imagenet).count() == 12
 
+    # Imported with 30 labeled held-out shapes to score it on; the project's first model, so the
+    # promotion gate promotes it.
     model = install_model(project, tiny_checkpoint)
-    model_promote(model=model)
+    assert model.status == ModelStatus.ACTIVE
+    assert Project.objects.get(pk=project.pk).active_model_id == model.pk
     # The next batch runs the model: its vectors open the model's space, which is built, not
     # yet used (the build job is queued on commit; here it has not run).
     late = add_shapes(project, 3, offset=50, queue_prediction=False)
@@ -40,8 +50,11 @@ def test_a_promoted_model_gets_its_own_space_built_from_every_image(
     assert built.status == SpaceStatus.ACTIVE
     assert EmbeddingSpace.objects.get(pk=imagenet.pk).status == SpaceStatus.RETIRED
     assert not Embedding.objects.filter(space=imagenet).exists()  # old vectors are dropped
+    # Every image of the project is in the new space: the first batch, the held-out labeled
+    # images the import was scored on, and the late batch.
     embedded = set(Embedding.objects.filter(space=built).values_list("item_id", flat=True))
-    assert embedded == set(first) | set(late)
+    assert embedded == set(Item.objects.filter(project=project).values_list("pk", flat=True))
+    assert len(embedded) == 12 + 30 + 3 and set(first) | set(late) <= embedded
     assert Embedding.objects.filter(space=built).first().vector  # the model's own vectors
 
     # Search and reuse now run in the new space.
@@ -71,20 +84,26 @@ def test_a_promoted_model_gets_its_own_space_built_from_every_image(
 def test_a_crashed_build_resumes_where_it_stopped(db, tiny_checkpoint, settings, run_jobs):
     project = shapes_project(slug="resume", audit_rate=0.0, gold_rate=0.0)
     run_jobs(add_shapes, project=project, n=8)
-    model = install_model(project, tiny_checkpoint)
-    model_promote(model=model)
+    model = install_model(project, tiny_checkpoint)  # adds 30 labeled held-out images
+    assert model.status == ModelStatus.ACTIVE
     space = EmbeddingSpace.objects.create(
         project=project, name="model:manual", model_version=model, dim=1280
     )
-    # Half embedded before the "crash".
+    # Four images embedded before the "crash".
     from labeling.embeddings.store import owners_embed
 
     half = list(Item.objects.filter(project=project).order_by("pk")[:4])
-    owners_embed(space=space, owners=half)
+    before = {row.item_id: row.pk for row in owners_embed(space=space, owners=half)}
     space_build(space_id=space.pk)
     space.refresh_from_db()
     assert space.status == SpaceStatus.ACTIVE
-    assert Embedding.objects.filter(space=space).count() == 8
+    # Every image of the project is embedded once; the half done before the crash is kept, not
+    # embedded again.
+    rows = Embedding.objects.filter(space=space)
+    every = set(Item.objects.filter(project=project).values_list("pk", flat=True))
+    assert len(every) == 8 + 30
+    assert sorted(rows.values_list("item_id", flat=True)) == sorted(every)
+    assert {r.item_id: r.pk for r in rows.filter(item_id__in=before)} == before
 
 
 def test_the_web_side_names_the_same_imagenet_backbone_as_the_factory():

@@ -7,8 +7,9 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from labeling.access import Role
-from labeling.models import Membership, ModelStatus, ModelVersion, Project
+from labeling.models import Membership, ModelStatus, Project
 from labeling.project_setup import member_add
+from tests.machine.fixtures import add_colours, install_model
 
 pytestmark = pytest.mark.django_db
 
@@ -103,17 +104,14 @@ def test_who_may_edit_a_project(project, people, who):
         assert project.min_answers == 2
 
 
-def test_a_label_change_that_breaks_the_model_is_a_409_with_the_reason(project, people):
-    model = ModelVersion.objects.create(
-        project=project,
-        version=1,
-        status=ModelStatus.ACTIVE,
-        metrics={"class_names": project.label_names()},
-        temperature=1.0,
-        checkpoint_dir="x",
-    )
-    project.active_model = model
-    project.save()
+def test_a_label_change_that_breaks_the_model_is_a_409_with_the_reason(
+    project, people, review_checkpoint
+):
+    # The project's first model, imported (scored on 8 human labels, too few to train on) and
+    # promoted by the gate.
+    add_colours(project, 8)
+    model = install_model(project, review_checkpoint)
+    assert model.status == ModelStatus.ACTIVE and model.version == 1
     url = reverse("api-project", args=["reviews"])
     labels = [{"name": n} for n in ("package", "product", "full_body", "half_body", "detail")]
     response = api(people, "admin").patch(url, {"labels": labels}, format="json")
@@ -126,6 +124,9 @@ def test_a_label_change_that_breaks_the_model_is_a_409_with_the_reason(project, 
     assert response.status_code == 200
     assert response.json()["retired_model"] == 1 and response.json()["training"] is None
     assert "at least 20 human labels" in response.json()["training_refused"]
+    model.refresh_from_db()
+    project.refresh_from_db()
+    assert model.status == ModelStatus.RETIRED and project.active_model is None
 
 
 def test_archive_and_restore(project, people):

@@ -23,6 +23,7 @@ from labeling.project_setup import (
 )
 from labeling.queue import assignment_next
 from tests.conftest import image_bytes
+from tests.machine.fixtures import add_colours, install_model
 
 pytestmark = pytest.mark.django_db
 
@@ -112,22 +113,19 @@ def test_default_keys_leave_undo_skip_and_zoom_free():
     assert keys[:11] == list("1234567890q")
 
 
-def _activate_model(project) -> ModelVersion:
-    model = ModelVersion.objects.create(
-        project=project,
-        version=1,
-        status=ModelStatus.ACTIVE,
-        metrics={"class_names": project.label_names()},
-        temperature=1.0,
-        checkpoint_dir="x/v1",
-    )
-    project.active_model = model
-    project.save()
+def _activate_model(project, checkpoint) -> ModelVersion:
+    """The reviews project's first model, imported and promoted by the gate: scored on three
+    human labels (package, product, full_body; half_body stays unused, and too few labels to
+    train on)."""
+    add_colours(project, 3)
+    model = install_model(project, checkpoint)
+    assert model.status == ModelStatus.ACTIVE and model.version == 1
+    project.refresh_from_db()
     return model
 
 
-def test_display_names_and_keys_change_under_an_active_model(project):
-    _activate_model(project)
+def test_display_names_and_keys_change_under_an_active_model(project, review_checkpoint):
+    _activate_model(project, review_checkpoint)
     result = project_update(
         project=project,
         labels=[
@@ -155,8 +153,10 @@ def test_display_names_and_keys_change_under_an_active_model(project):
         ["package", "product", "full_body"],  # removed (unused)
     ],
 )
-def test_a_label_change_that_breaks_the_active_model_is_refused_with_the_reason(project, labels):
-    _activate_model(project)
+def test_a_label_change_that_breaks_the_active_model_is_refused_with_the_reason(
+    project, labels, review_checkpoint
+):
+    _activate_model(project, review_checkpoint)
     with pytest.raises(LabelSetChangeRefused) as refused:
         project_update(project=project, labels=labels, min_answers=1)
     assert "Model v1 is active" in refused.value.message
@@ -167,8 +167,8 @@ def test_a_label_change_that_breaks_the_active_model_is_refused_with_the_reason(
     assert project.active_model.status == ModelStatus.ACTIVE
 
 
-def test_confirming_retires_the_model_and_tries_a_training(project):
-    model = _activate_model(project)
+def test_confirming_retires_the_model_and_tries_a_training(project, review_checkpoint):
+    model = _activate_model(project, review_checkpoint)
     result = project_update(project=project, labels=[*SHOP, "close_up"], retire_model=True)
     model.refresh_from_db()
     project.refresh_from_db()
@@ -262,11 +262,13 @@ def test_an_archived_project_leaves_the_lists_and_takes_no_work(project, people)
     assert item
 
 
-def test_a_model_trained_on_the_old_labels_cannot_be_promoted_after_the_change(project):
+def test_a_model_trained_on_the_old_labels_cannot_be_promoted_after_the_change(
+    project, review_checkpoint
+):
     from labeling.errors import ServiceError
     from labeling.machine.promotion import model_promote
 
-    model = _activate_model(project)
+    model = _activate_model(project, review_checkpoint)
     project_update(project=project, labels=[*SHOP, "close_up"], retire_model=True)
     with pytest.raises(ServiceError, match="cannot serve this project"):
         model_promote(model=model)
