@@ -64,12 +64,16 @@ def test_admin_sees_the_curve_and_the_preview_follows_the_inputs(server, page, c
     assert page.inner_text("#preview-queued") == "8"
     assert preview_settled(page) == "0"
 
-    # Lowering one manual threshold: that class's queued images would be auto-labeled.
-    page.fill("input[name=manual_circle]", "0")
+    # Lowering one manual threshold: that class's queued images would be auto-labeled. No
+    # threshold may be below the target precision (the floor), so the target goes down first, to
+    # just above chance among three classes.
+    page.fill("#target-precision", "0.34")
+    preview_settled(page)
+    page.fill("input[name=manual_circle]", "0.34")
     page.wait_for_function("document.getElementById('preview-auto').textContent !== '0'")
     circles = int(preview_settled(page))
     for name in ("square", "triangle"):
-        page.fill(f"input[name=manual_{name}]", "0")
+        page.fill(f"input[name=manual_{name}]", "0.34")
     page.wait_for_function("document.getElementById('preview-auto').textContent === '8'")
     assert 0 < circles < 8
     assert "Expected errors among them" in page.inner_text("#preview-errors")
@@ -91,8 +95,11 @@ def test_admin_sees_the_curve_and_the_preview_follows_the_inputs(server, page, c
     assert "between 0 and 1" in page.inner_text("#preview-summary")
     page.fill("#target-precision", "0.98")
     preview_settled(page)
+    # Back to the manual thresholds of 0.34: under the 0.98 target they are refused (the floor),
+    # naming the classes.
     page.check("input[name=mode][value=manual]")
-    preview_settled(page)
+    page.wait_for_function("document.getElementById('preview').dataset.state === 'error'")
+    assert "Below the target precision" in page.inner_text("#preview-summary")
     page.screenshot(path=f"{SHOTS}/thresholds.png", full_page=True)
     assert errors == []
 
@@ -134,7 +141,7 @@ def test_without_a_model_the_page_says_so(server, page, client, project, people)
     log_in(page, client, server, people["admin"])
     page.goto(f"{server}/p/{project.slug}/thresholds/")
     assert "No active model" in page.inner_text("#no-model")
-    page.fill("input[name=manual_product]", "0.5")
+    page.fill("input[name=manual_product]", "0.99")
     page.check("input[name=mode][value=manual]")
     preview_state = "document.getElementById('preview').dataset.state === 'ready'"
     page.wait_for_function(preview_state)

@@ -8,6 +8,7 @@ from django.test import Client
 from labeling.answers import item_finalize
 from labeling.embeddings.label_review import label_review_run
 from labeling.ingest import Upload, item_ingest
+from labeling.machine.certification import heldout_labels
 from labeling.models import Item, ItemSource, LabelReview, ModelStatus, Prediction
 from tests.conftest import image_bytes
 from tests.machine.fixtures import add_colours, install_model
@@ -20,12 +21,14 @@ HELDOUT = 8  # human labels the imported model is scored on
 
 @pytest.fixture
 def labeled(project, settings, review_checkpoint):
-    """The project's model, imported (scored on 8 labeled colour images, which it gets right)
+    """The project's model, imported (scored on the held-out side of 8 labeled colour images)
     and promoted; 120 images it predicted before humans labeled them, 12 of whose human labels
     contradict a prediction more confident than the model usually is for that class."""
     add_colours(project, HELDOUT)
     model = install_model(project, review_checkpoint)
     assert model.status == ModelStatus.ACTIVE
+    # The held-out side (fixed per image) of those labels: what the import was scored on.
+    held_out = heldout_labels(project).count()
     project.refresh_from_db()
     labels = list(project.labels.all())
     rng = np.random.default_rng(0)
@@ -47,14 +50,15 @@ def labeled(project, settings, review_checkpoint):
         )
         given = labels[(truth + 1) % 4] if item.pk in wrong else labels[truth]
         item_finalize(item=item, label=given, source=ItemSource.CONSENSUS, confidence=0.97)
-    return ids, wrong
+    return ids, wrong, held_out
 
 
 def test_contradicted_labels_go_to_the_recheck_queue(project, labeled):
-    ids, wrong = labeled
+    ids, wrong, held_out = labeled
     result = label_review_run(project=project)
     # Evidence: the 120 earlier predictions and the model's held-out predictions.
-    assert result["checked"] == 120 + HELDOUT
+    # The 120 earlier predictions, and the imported model's predictions on its held-out labels.
+    assert result["checked"] == 120 + held_out
     flagged = set(LabelReview.objects.values_list("item_id", flat=True))
     assert flagged == wrong
     review = LabelReview.objects.first()
