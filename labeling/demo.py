@@ -57,10 +57,6 @@ DEMO_TRAINING = {
     "epochs": [6],
     "learning_rates": [0.004],
     "time_budget_s": 420,
-    # A larger held-out share than usual: Learn-then-Test certifies a class only with enough
-    # held-out images of it (about 60 right ones in a row at 95 %), and the first model's
-    # thresholds come from these.
-    "val_fraction": 0.3,
 }
 HISTORY_JOB = "fashion-mnist-history"
 

@@ -13,7 +13,13 @@ missing, and proves nothing about them). So the evidence is:
   threshold was in force (no model yet, or none certified), answered before any re-route could
   have taken them away, so their stay with humans never depended on a confidence;
 
-both labeled by humans (consensus or expert) and never trained on. Which human labels are held
+- **imported labels** (source ``imported``, a shop's earlier labels from a Ground Truth
+  manifest) that are held out: labeled before and outside this service, so which of them exist
+  never depended on any model's confidence here. They are evidence under one more assumption,
+  stated in docs/ml.md: the imported history was drawn like the images that arrive now (a shop
+  that imports only its hard cases breaks it; the audit and the shift check then notice);
+
+labeled by humans (consensus, expert, or imported) and never trained on. Which human labels are held
 out is fixed per item (:func:`item_held_out`): calibration items always, every other image by its
 hash, so every model version is trained on the same side of the line and scored on the same
 held-out images (the promotion gate compares fairly, and a label never moves from evidence to
@@ -84,10 +90,12 @@ def heldout_labels(project: Project) -> QuerySet:
 
 
 def evidence_items(project: Project) -> QuerySet:
-    """Human-labeled held-out items whose route to humans did not depend on a confidence."""
-    candidates = Item.objects.filter(
-        project=project, final_label__isnull=False, final_source__in=HUMAN_SOURCES
-    ).filter(Q(is_calibration=True) | Q(routed_blind=True))
+    """Human-labeled held-out items whose route to humans did not depend on a confidence, and
+    held-out imported labels (never routed here at all)."""
+    routed = Q(final_source__in=HUMAN_SOURCES) & (Q(is_calibration=True) | Q(routed_blind=True))
+    candidates = Item.objects.filter(project=project, final_label__isnull=False).filter(
+        routed | Q(final_source=ItemSource.IMPORTED)
+    )
     held, _ = held_out_filter(candidates)
     return Item.objects.filter(pk__in=held)
 

@@ -1,6 +1,7 @@
 """The calibration share: a random share of new images goes to humans whatever the model says,
 stays with them, and (with the blind images) is the evidence thresholds are certified on."""
 
+import json
 import random
 
 import numpy as np
@@ -11,9 +12,10 @@ from labeling.answers import item_finalize, item_prior
 from labeling.machine.certification import evidence_items, item_held_out, model_certify
 from labeling.machine.predict import items_predict, project_repredict
 from labeling.machine.promotion import model_promote
+from labeling.manifests import GT_TYPE, manifest_import
 from labeling.models import Item, ItemSource, ItemStatus, Prediction, Project
 from labeling.trust import class_prior
-from tests.machine.fixtures import add_shapes, install_model, shapes_project
+from tests.machine.fixtures import SHAPES, add_shapes, install_model, shape_png, shapes_project
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -172,3 +174,32 @@ def test_a_calibration_label_is_decided_without_the_models_opinion(tiny_checkpoi
 
     np.testing.assert_allclose(blind, balance)
     assert not np.allclose(leaning, balance)
+
+
+def test_an_imported_history_is_evidence_on_its_held_out_side(tiny_checkpoint, tmp_path):
+    # given a shop's earlier labels, imported as a Ground Truth manifest (never routed here)
+    project = shapes_project(audit_rate=0.0, gold_rate=0.0, calibration_share=0.0)
+    lines = []
+    for i in range(150):
+        name = f"shape-{i}.png"
+        (tmp_path / name).write_bytes(shape_png(i % 3, seed=9000 + i))
+        label = SHAPES[i % 3]
+        lines.append(
+            {
+                "source-ref": f"s3://shop/{name}",
+                "category": i % 3,
+                "category-metadata": {"class-name": label, "type": GT_TYPE, "job-name": "shop"},
+            }
+        )
+    content = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    report = manifest_import(project=project, content=content, images_dir=tmp_path)
+    assert not report.errors
+    imported = Item.objects.filter(project=project, final_source=ItemSource.IMPORTED)
+    held = {i.pk for i in imported if item_held_out(sha256=i.sha256, is_calibration=False)}
+    assert 0 < len(held) < 150
+
+    # then exactly its held-out side is evidence, and a model is certified on it
+    assert set(evidence_items(project).values_list("pk", flat=True)) == held
+    model = install_model(project, tiny_checkpoint)
+    record = model_certify(project=project, model=model)
+    assert record["evidence"] == len(held)
