@@ -46,7 +46,7 @@ def model_project(tiny_checkpoint):  # noqa: F811
     model imported and promoted as the project's first."""
     project = shapes_project(
         threshold_mode=Project.ThresholdMode.MANUAL,
-        manual_thresholds={"circle": 0.0, "square": 0.0, "triangle": 2.0},
+        manual_thresholds={"circle": 0.34, "square": 0.34, "triangle": None},  # None: never
         target_precision=0.34,  # the floor: thresholds are never below the target
         audit_rate=0.0,
     )

@@ -25,7 +25,7 @@ def test_a_real_worker_routes_a_handful_of_images(real_queue, tiny_checkpoint, t
         )
     project = shapes_project(
         threshold_mode=Project.ThresholdMode.MANUAL,
-        manual_thresholds={"circle": 0.0, "square": 0.0, "triangle": 2.0},
+        manual_thresholds={"circle": 0.34, "square": 0.34, "triangle": None},  # None: never
         target_precision=0.34,  # the floor: thresholds are never below the target
         audit_rate=0.0,
     )
@@ -44,7 +44,7 @@ def test_a_real_worker_routes_a_handful_of_images(real_queue, tiny_checkpoint, t
     assert Prediction.objects.filter(item_id__in=ids).count() == 6
     for item in items:
         prediction = Prediction.objects.get(item=item)
-        if prediction.label.name == "triangle":  # threshold 2.0: never auto-labeled
+        if prediction.label.name == "triangle":  # no threshold: never auto-labeled
             assert item.status == ItemStatus.QUEUED
         else:
             assert (item.status, item.final_source) == (ItemStatus.AUTO_LABELED, "machine")
