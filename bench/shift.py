@@ -227,10 +227,11 @@ def routed_wait(project, worker, work: Path) -> None:
 def history_label(project, history: list[tuple[str, bytes, int]], *, worker, work: Path) -> dict:
     """The labeled history a new project builds: its first images, uploaded while it has no
     model, go to humans blind to any confidence (``Item.routed_blind``; a random
-    ``calibration_share`` of them as calibration items) and experts label them. Thresholds are
-    certified only on such labels (``labeling.machine.certification``, issue 16): labels
-    imported from a manifest are not evidence, since nothing says their images were drawn the
-    way the stream is. The held-out side of these labels (fixed per image by its hash, about
+    ``calibration_share`` of them as calibration items) and experts label them: labels whose
+    route to humans never depended on a confidence, which thresholds are certified on
+    (``labeling.machine.certification``; held-out imported labels count too, under the extra
+    assumption that an imported history was drawn like the stream, which this bench need not
+    make). The held-out side of these labels (fixed per image by its hash, about
     20 %, calibration items always) is the evidence, and also what the imported model is scored
     on and its shift reference fitted and calibrated on."""
     from django.db import transaction
