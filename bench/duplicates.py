@@ -43,6 +43,13 @@ from ml.vector_index import VectorIndex  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results" / "duplicates.json"
 PHOTO_SIZE = 224
 CANDIDATES = 10  # nearest neighbours the service looks at per new photo
+SETTINGS_SWEPT = (0.001, 0.002, 0.005, 0.01)  # false-match bounds also reported
+
+
+def min_queries(max_false_match: float, confidence: float = 0.95) -> int:
+    """Calibration queries needed, all without a false match, before the Clopper-Pearson bound
+    can prove ``max_false_match``: with fewer, calibration flags nothing (recall 0)."""
+    return int(np.ceil(np.log(1 - confidence) / np.log(1 - max_false_match)))
 
 
 def as_photo(array: np.ndarray) -> Image.Image:
@@ -142,12 +149,24 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
     # The issue's edits (one at a time) are the positives that calibrate and the headline;
     # three edits combined are reported apart, as a harder set nobody calibrated for.
     listed = all_kinds != "combined"
-    cal = reuse.calibrate(
-        subset(ev, (split == 0) & listed),
-        is_copy[(split == 0) & listed],
-        max_false_match=args.max_false_match,
-    )
+    calibration_part = (split == 0) & listed
+
+    def calibrated(max_false_match: float) -> reuse.Calibration:
+        return reuse.calibrate(
+            subset(ev, calibration_part),
+            is_copy[calibration_part],
+            max_false_match=max_false_match,
+        )
+
+    cal = calibrated(args.max_false_match)
     t = cal.thresholds
+    if t == reuse.NEVER:
+        print(
+            f"{name}: calibration proved no thresholds: {cal.queries} calibration queries, at"
+            f" least {min_queries(args.max_false_match)} without a false match are needed to"
+            f" bound the false-match rate at {args.max_false_match} with 95 % confidence",
+            file=sys.stderr,
+        )
 
     def score(mask: np.ndarray) -> dict:
         part = subset(ev, mask)
@@ -173,13 +192,28 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
             },
         }
 
+    # The false-match bound is a product setting (the service's REUSE_MAX_FALSE_MATCH): what
+    # the same evidence gives at other settings, each calibrated on the calibration split.
+    reported = (split == 1) & listed
+    by_setting = {}
+    for m in sorted({args.max_false_match, *SETTINGS_SWEPT}):
+        other = calibrated(m).thresholds
+        true, false = reuse.outcome(subset(ev, reported), other)
+        by_setting[str(m)] = {
+            "thresholds": other.as_dict(),
+            "precision": round(true / (true + false), 4) if true + false else None,
+            "recall": round(true / int(is_copy[reported].sum()), 4),
+            "false_matches": false,
+        }
     return {
         "space": name,
         "embedding_dim": int(gallery_vectors.shape[1]),
-        **score((split == 1) & listed),
+        **score(reported),
         "with_combined_edits": score(split == 1),
         "thresholds": t.as_dict(),
         "calibration": cal.as_dict(),
+        "calibration_proved_bound": t != reuse.NEVER,
+        "by_max_false_match": by_setting,
         "step_costs": costs,
         "embed_seconds": round(embed_s, 1),
     }
@@ -288,6 +322,10 @@ def main() -> None:
             "input_size": args.input_size,
             "candidates": CANDIDATES,
             "max_false_match": args.max_false_match,
+            "calibration_queries": int(
+                ((data["split"] == 0) & (data["kinds"] != "combined")).sum()
+            ),
+            "min_calibration_queries_to_prove_bound": min_queries(args.max_false_match),
             "seed": args.seed,
         },
         "machine": {

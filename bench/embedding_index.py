@@ -27,9 +27,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ml.perceptual_hash import HashTable  # noqa: E402
-from ml.vector_index import VectorIndex  # noqa: E402
+from ml.vector_index import (  # noqa: E402
+    CONNECTIVITY,
+    DEFAULT_DTYPE,
+    EXPANSION_ADD,
+    EXPANSION_SEARCH,
+    VectorIndex,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "embedding_index.json"
+GOAL_VECTORS = 1_000_000  # the issue's size: what one project's index must hold
 
 
 def rss_mb() -> float:
@@ -53,6 +60,37 @@ def batches(n: int, dim: int, batch: int, seed: int, centres: np.ndarray):
         yield start, x.astype(np.float32)
 
 
+def extrapolate(progress: list[dict], file_mb: float) -> dict:
+    """What the measured curve says about GOAL_VECTORS, clearly an estimate, not a measurement.
+
+    Insert: an HNSW insert walks O(log n) layers, so seconds per vector are fitted as
+    a + b·ln(n) over the batches after the first (the first one is warm-up) and summed up to
+    the goal. Memory: a quantised vector and about M edges per vector, so linear in n; the last
+    measured figure per vector is scaled (it includes the fixed part, so it errs high), and the
+    saved file's size beside it."""
+    rows = progress[1:] if len(progress) > 2 else progress
+    n = np.array([r["vectors"] for r in rows], dtype=float)
+    per_vector = np.array([1 / r["batch_insert_per_s"] for r in rows])
+    b, a = np.polyfit(np.log(n), per_vector, 1) if len(rows) > 1 else (0.0, per_vector[0])
+    grid = np.linspace(progress[-1]["vectors"], GOAL_VECTORS, 200)
+    more_s = float(np.trapezoid(a + b * np.log(grid), grid))
+    measured_s = sum(
+        (r["vectors"] - (progress[i - 1]["vectors"] if i else 0)) / r["batch_insert_per_s"]
+        for i, r in enumerate(progress)
+    )
+    last = progress[-1]
+    scale = GOAL_VECTORS / last["vectors"]
+    return {
+        "vectors": GOAL_VECTORS,
+        "insert_seconds": round(measured_s + more_s),
+        "insert_per_s_at_goal": round(1 / (a + b * np.log(GOAL_VECTORS))),
+        "index_memory_mb": round(last["index_memory_mb"] * scale),
+        "file_mb": round(file_mb * scale),
+        "method": "seconds per vector fitted as a + b*ln(n) over the measured batches; "
+        "memory and file size scaled linearly from the measured size",
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1_000_000)
@@ -63,6 +101,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--max-insert-seconds",
+        type=float,
+        help="stop adding batches once inserting has taken this long (the largest index that "
+        "fits a time budget); the figures are then those of the index as built",
+    )
     args = parser.parse_args()
     load_before = os.getloadavg()
     rng = np.random.default_rng(args.seed)
@@ -72,23 +116,43 @@ def main() -> None:
     rss_start = rss_mb()
     index = VectorIndex(args.dim)
     table = HashTable()
-    query_ids = np.sort(rng.choice(args.n, size=args.queries, replace=False))
-    originals = np.zeros((args.queries, args.dim), dtype=np.float32)
+    # The query originals: a uniform sample of whatever was inserted (bottom-k of a random
+    # priority per vector), so a run cut short by --max-insert-seconds still queries its index.
+    query_ids = np.zeros(0, dtype=np.int64)
+    originals = np.zeros((0, args.dim), dtype=np.float32)
+    priorities = np.zeros(0)
     insert_s = 0.0
     progress = []
+    stopped_early = False
     for start, x in batches(args.n, args.dim, args.batch, args.seed + 1, centres):
         keys = np.arange(start, start + len(x))
         t = time.perf_counter()
         index.add(keys, x, threads=args.threads)
-        insert_s += time.perf_counter() - t
+        batch_s = time.perf_counter() - t
+        insert_s += batch_s
         table.add(keys, rng.integers(-(2**63), 2**63 - 1, size=(len(x), 2), dtype=np.int64))
-        inside = (query_ids >= start) & (query_ids < start + len(x))
-        originals[inside] = x[query_ids[inside] - start]
-        if (start + len(x)) % 100_000 == 0:
-            progress.append(
-                {"vectors": start + len(x), "insert_per_s": round((start + len(x)) / insert_s)}
-            )
-            print(progress[-1], flush=True)
+        u = np.concatenate([priorities, rng.random(len(x))])
+        keep = np.argsort(u)[: args.queries]
+        pooled_ids = np.concatenate([query_ids, keys])
+        priorities, query_ids = u[keep], pooled_ids[keep]
+        pooled = np.concatenate([originals, x])
+        originals = pooled[keep]
+        # Every batch: the rate of this batch as the index grows (HNSW inserts slow down with
+        # size; the curve is what an extrapolation to a larger index rests on).
+        progress.append(
+            {
+                "vectors": start + len(x),
+                "batch_insert_per_s": round(len(x) / batch_s),
+                "insert_per_s": round((start + len(x)) / insert_s),
+                "index_memory_mb": round(index.memory_bytes / 2**20, 1),
+                "load_1min": round(os.getloadavg()[0], 2),
+            }
+        )
+        print(progress[-1], flush=True)
+        if args.max_insert_seconds and insert_s >= args.max_insert_seconds:
+            stopped_early = start + len(x) < args.n
+            break
+    inserted = len(index)
     rss_built = rss_mb()
 
     noise = rng.standard_normal(originals.shape).astype(np.float32)
@@ -131,10 +195,15 @@ def main() -> None:
         return {f"p{q}": round(float(np.percentile(values, q)), 3) for q in (50, 95, 99)}
 
     result = {
-        "vectors": args.n,
+        "vectors": inserted,
+        "vectors_planned": args.n,
+        "stopped_by_max_insert_seconds": stopped_early,
         "dim": args.dim,
-        "dtype": "i8 (usearch HNSW, M=16, ef_construction=64, ef_search=96)",
-        "insert_per_s": round(args.n / insert_s),
+        "dtype": (
+            f"{DEFAULT_DTYPE} (usearch HNSW, M={CONNECTIVITY}, ef_construction={EXPANSION_ADD},"
+            f" ef_search={EXPANSION_SEARCH})"
+        ),
+        "insert_per_s": round(inserted / insert_s),
         "insert_seconds": round(insert_s, 1),
         "query_ms": pct(latencies),
         "query_p95_ms": round(float(np.percentile(latencies, 95)), 3),
@@ -154,7 +223,14 @@ def main() -> None:
         "view_seconds": round(view_s, 3),
         "hash_scan_ms": pct(np.array(hash_latencies)),
         "insert_progress": progress,
-        "queries": args.queries,
+        "goal_vectors": GOAL_VECTORS,
+        "goal_measured": inserted >= GOAL_VECTORS,
+        **(
+            {}
+            if inserted >= GOAL_VECTORS
+            else {"extrapolated_to_goal": extrapolate(progress, size_mb)}
+        ),
+        "queries": len(query_ids),
         "k": args.k,
         "threads": args.threads,
         "machine": {
