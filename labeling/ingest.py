@@ -14,7 +14,7 @@ from django.db import IntegrityError, transaction
 
 from labeling.dispatch import prediction_queue
 from labeling.errors import project_require_open
-from labeling.images import ImageRejected, image_check
+from labeling.images import CheckedImage, ImageRejected, image_check
 from labeling.models import Item, Project
 
 logger = logging.getLogger(__name__)
@@ -22,6 +22,46 @@ logger = logging.getLogger(__name__)
 MAX_METADATA_BYTES = 8 * 1024
 
 Outcome = Literal["created", "duplicate", "rejected"]
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An accepted upload's image and thumbnail, saved in storage (names, not files)."""
+
+    image: str
+    thumbnail: str
+
+    def delete(self) -> None:
+        default_storage.delete(self.image)
+        default_storage.delete(self.thumbnail)
+
+
+def image_store(checked: CheckedImage, *, folder: str, thumbs: str, project_id: int) -> StoredImage:
+    """Save a checked image and its thumbnail under ``folder``/``thumbs``. Storage names come
+    from the content hash only: nothing a user typed reaches a path."""
+    shard = checked.sha256[:2]
+    image = default_storage.save(
+        f"{folder}/{project_id}/{shard}/{checked.sha256}.{checked.extension}",
+        ContentFile(checked.data),
+    )
+    thumbnail = default_storage.save(
+        f"{thumbs}/{project_id}/{shard}/{checked.sha256}.jpg", ContentFile(checked.thumbnail)
+    )
+    return StoredImage(image, thumbnail)
+
+
+def image_fields(checked: CheckedImage, stored: StoredImage, name: str) -> dict:
+    """The columns an item and a catalog photo share, from the checked upload."""
+    return {
+        "image": stored.image,
+        "thumbnail": stored.thumbnail,
+        "sha256": checked.sha256,
+        "original_name": name,
+        "content_type": checked.content_type,
+        "width": checked.width,
+        "height": checked.height,
+        "byte_size": len(checked.data),
+    }
 
 
 @dataclass
@@ -130,34 +170,18 @@ def _ingest_one(
             name, "duplicate", item_id=existing[0], reason=f"same image as item {existing[0]}"
         )
 
-    # Storage names come from the content hash only: nothing a user typed reaches a path.
-    shard = checked.sha256[:2]
-    image_name = default_storage.save(
-        f"items/{project.pk}/{shard}/{checked.sha256}.{checked.extension}",
-        ContentFile(checked.data),
-    )
-    thumb_name = default_storage.save(
-        f"thumbs/{project.pk}/{shard}/{checked.sha256}.jpg", ContentFile(checked.thumbnail)
-    )
+    stored = image_store(checked, folder="items", thumbs="thumbs", project_id=project.pk)
     try:
         with transaction.atomic():
             item = Item.objects.create(
                 project=project,
-                image=image_name,
-                thumbnail=thumb_name,
-                sha256=checked.sha256,
-                original_name=name,
-                content_type=checked.content_type,
-                width=checked.width,
-                height=checked.height,
-                byte_size=len(checked.data),
+                **image_fields(checked, stored, name),
                 metadata=metadata,
                 uploaded_by=uploader if uploader and uploader.is_authenticated else None,
             )
     except IntegrityError:
         # Another upload of the same image won the race; keep theirs, drop our copy.
-        default_storage.delete(image_name)
-        default_storage.delete(thumb_name)
+        stored.delete()
         other = Item.objects.filter(project=project, sha256=checked.sha256).values_list(
             "pk", flat=True
         )
@@ -168,8 +192,7 @@ def _ingest_one(
             reason="same image uploaded concurrently",
         )
     except Exception:
-        default_storage.delete(image_name)
-        default_storage.delete(thumb_name)
+        stored.delete()
         raise
     return IngestResult(name, "created", item_id=item.pk)
 

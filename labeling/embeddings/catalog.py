@@ -4,13 +4,20 @@ stored and embedded like items but never queued, predicted or labeled."""
 from collections.abc import Iterable
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
 
 from labeling.dispatch import EMBED_CATALOG, job_queue
 from labeling.images import ImageRejected, image_check
-from labeling.ingest import IngestReport, IngestResult, Upload, storable_name, upload_bytes
+from labeling.ingest import (
+    IngestReport,
+    IngestResult,
+    Upload,
+    image_fields,
+    image_store,
+    storable_name,
+    upload_bytes,
+)
 from labeling.models import CatalogImage, Project
 
 
@@ -25,32 +32,16 @@ def _catalog_one(project: Project, upload: Upload, by) -> IngestResult:
         return IngestResult(
             name, "duplicate", item_id=existing.pk, reason=f"same as catalog photo {existing.pk}"
         )
-    shard = checked.sha256[:2]
-    image_name = default_storage.save(
-        f"catalog/{project.pk}/{shard}/{checked.sha256}.{checked.extension}",
-        ContentFile(checked.data),
-    )
-    thumb_name = default_storage.save(
-        f"catalog-thumbs/{project.pk}/{shard}/{checked.sha256}.jpg",
-        ContentFile(checked.thumbnail),
-    )
+    stored = image_store(checked, folder="catalog", thumbs="catalog-thumbs", project_id=project.pk)
     try:
         with transaction.atomic():
             photo = CatalogImage.objects.create(
                 project=project,
-                image=image_name,
-                thumbnail=thumb_name,
-                sha256=checked.sha256,
-                original_name=name,
-                content_type=checked.content_type,
-                width=checked.width,
-                height=checked.height,
-                byte_size=len(checked.data),
+                **image_fields(checked, stored, name),
                 uploaded_by=by if by is not None and by.is_authenticated else None,
             )
     except IntegrityError:
-        default_storage.delete(image_name)
-        default_storage.delete(thumb_name)
+        stored.delete()
         return IngestResult(name, "duplicate", reason="same photo uploaded concurrently")
     return IngestResult(name, "created", item_id=photo.pk)
 
