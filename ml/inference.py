@@ -21,6 +21,7 @@ from torch import nn
 
 from ml import thresholds as routing
 from ml.checkpoint import load_checkpoint
+from ml.embeddings import normalize as normalize_rows
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
 from ml.preprocess import ImageSource, PreprocessConfig, normalize, to_uint8_array
 from ml.shift import ShiftReference, ShiftScores, image_statistics
@@ -50,11 +51,7 @@ class Scored(NamedTuple):
 def embedded(scored: Scored) -> Embedded:
     """The probabilities and L2-normalised features of a scored batch: the vectors the
     embedding index stores (cosine similarity is then a dot product)."""
-    features = scored.features.astype(np.float32)
-    norms = np.linalg.norm(features, axis=1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        vectors = features / np.maximum(norms, 1e-12)
-    return Embedded(scored.probs, vectors.astype(np.float32), scored.errors)
+    return Embedded(scored.probs, normalize_rows(scored.features), scored.errors)
 
 
 class Predictor:

@@ -44,6 +44,7 @@ from labeling.models import (
     Project,
 )
 from ml import thresholds as routing
+from ml.embeddings import normalize as unit_vectors
 
 logger = logging.getLogger(__name__)
 
@@ -202,9 +203,6 @@ def _predict(
             readable.append(item)
         except OSError as exc:
             errors[item.pk] = f"cannot read the stored image: {exc}"
-    # Imported here: ml.inference brings torch, which the web process never loads.
-    from ml.inference import embedded as ml_embedded
-
     result = predictor.score(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
     shift = predictor.shift_scores(result)
     probs, pvalues = {}, {}
@@ -219,7 +217,7 @@ def _predict(
         model=model,
         items=readable,
         sources=sources,
-        vectors=ml_embedded(result).embeddings,
+        vectors=unit_vectors(result.features),
     )
     return probs, errors, pvalues, embedded
 
