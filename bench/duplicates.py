@@ -37,7 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from ml import reuse  # noqa: E402
 from ml.fashion_mnist import load_split  # noqa: E402
 from ml.inference import Predictor  # noqa: E402
-from ml.perceptual_hash import HashTable, batch_hashes, hash_distance  # noqa: E402
+from ml.perceptual_hash import HashTable, hash_distance  # noqa: E402
+from ml.reuse_verify import batch_signatures, match_scores  # noqa: E402
 from ml.vector_index import VectorIndex  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "duplicates.json"
@@ -62,12 +63,12 @@ def png(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
-def embed(predictor: Predictor, sources: list[bytes]) -> tuple[np.ndarray, np.ndarray]:
+def embed(predictor: Predictor, sources: list[bytes]) -> tuple[np.ndarray, np.ndarray, list]:
     result = predictor.predict_and_embed(sources, batch_size=128)
-    hashes, errors = batch_hashes(sources)
+    hashes, prints, errors = batch_signatures(sources)
     if result.errors or errors:
         raise RuntimeError(f"unreadable benchmark images: {result.errors or errors}")
-    return result.embeddings, hashes
+    return result.embeddings, hashes, prints
 
 
 def evidence(
@@ -78,10 +79,12 @@ def evidence(
     vectors: np.ndarray,
     hashes: np.ndarray,
     originals: np.ndarray,
+    gallery_prints: list[bytes],
+    prints: list[bytes],
 ) -> reuse.Evidence:
     """As the service (labeling.embeddings.reuse.reuse_check): candidates are the index's
     nearest neighbours plus the closest hash among all earlier photos; each candidate is
-    scored by its exact cosine similarity and hash distance."""
+    scored by its exact cosine similarity, hash distance and alignment score."""
     keys, _ = index.search(vectors, CANDIDATES)
     hash_keys = np.array([table.nearest(h)[0] for h in hashes])
     keys = np.concatenate([keys, hash_keys[:, None]], axis=1)
@@ -90,18 +93,24 @@ def evidence(
     similarity = np.where(keys >= 0, similarity, -1.0)
     dist = hash_distance(hashes[:, None, :], gallery_hashes[safe])
     dist = np.where(keys >= 0, dist, 999)
+    aligned = np.full(keys.shape, -1.0)
+    for q, row in enumerate(keys):
+        kept = [j for j, key in enumerate(row) if key >= 0]
+        aligned[q, kept] = match_scores(prints[q], [gallery_prints[row[j]] for j in kept])
     rows = np.arange(len(keys))
-    by_sim, by_hash = similarity.argmax(1), dist.argmin(1)
+    by_sim, by_hash, by_aligned = similarity.argmax(1), dist.argmin(1), aligned.argmax(1)
     return reuse.Evidence(
         similarity=similarity[rows, by_sim],
         hash_distance=dist[rows, by_hash],
         similar_is_original=keys[rows, by_sim] == originals,
         hashed_is_original=keys[rows, by_hash] == originals,
+        aligned=aligned[rows, by_aligned],
+        aligned_is_original=keys[rows, by_aligned] == originals,
     )
 
 
 def subset(ev: reuse.Evidence, mask: np.ndarray) -> reuse.Evidence:
-    return reuse.Evidence(*(np.asarray(f)[mask] for f in ev.__dict__.values()))
+    return ev.subset(mask)
 
 
 def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
@@ -115,13 +124,21 @@ def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
     predictor.predict_and_embed(sources, batch_size=64)
     both = time.perf_counter() - t
     t = time.perf_counter()
-    batch_hashes(sources)
+    _, prints, _ = batch_signatures(sources)
     hashing = time.perf_counter() - t
+    # The alignment check of one new photo against the service's candidates (its nearest
+    # neighbours plus the closest hash): here the next photos stand in for them.
+    t = time.perf_counter()
+    checked = prints[: len(prints) // 4]
+    for i, query in enumerate(checked):
+        match_scores(query, [prints[(i + j) % len(prints)] for j in range(1, CANDIDATES + 2)])
+    aligning = time.perf_counter() - t
     per = 1000 / len(sources)
     return {
         "predict_ms_per_image": round(plain * per, 2),
         "predict_and_embed_ms_per_image": round(both * per, 2),
-        "hashes_ms_per_image": round(hashing * per, 2),
+        "hashes_and_fingerprint_ms_per_image": round(hashing * per, 2),
+        "alignment_ms_per_image": round(aligning * 1000 / len(checked), 2),
         "images": len(sources),
     }
 
@@ -129,8 +146,8 @@ def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
 def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
     costs = step_costs(predictor, data["queries"])
     started = time.perf_counter()
-    gallery_vectors, gallery_hashes = embed(predictor, data["gallery"])
-    query_vectors, query_hashes = embed(predictor, data["queries"])
+    gallery_vectors, gallery_hashes, gallery_prints = embed(predictor, data["gallery"])
+    query_vectors, query_hashes, query_prints = embed(predictor, data["queries"])
     embed_s = time.perf_counter() - started
     index = VectorIndex(gallery_vectors.shape[1])
     index.add(np.arange(len(gallery_vectors)), gallery_vectors)
@@ -144,6 +161,8 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
         query_vectors,
         query_hashes,
         data["originals"],
+        gallery_prints,
+        query_prints,
     )
     is_copy, split, all_kinds = data["is_copy"], data["split"], data["kinds"]
     # The issue's edits (one at a time) are the positives that calibrate and the headline;
@@ -172,8 +191,8 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
         part = subset(ev, mask)
         copies, kinds = is_copy[mask], all_kinds[mask]
         true, false = reuse.outcome(part, t)
-        flagged, by_similarity = reuse.decide(part, t)
-        found = flagged & np.where(by_similarity, part.similar_is_original, part.hashed_is_original)
+        flagged, _ = reuse.decide(part, t)
+        found = reuse.names_original(part, t)
         return {
             "precision": round(true / (true + false), 4) if true + false else None,
             "recall": round(true / int(copies.sum()), 4),
@@ -189,6 +208,15 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
             "negative_similarity_quantiles": {
                 q: round(float(np.quantile(part.similarity[~copies], q)), 4)
                 for q in (0.5, 0.99, 1.0)
+            },
+            "copies_with_original_best_aligned": round(
+                float(part.aligned_is_original[copies].mean()), 4
+            ),
+            "negative_alignment_quantiles": {
+                q: round(float(np.quantile(part.aligned[~copies], q)), 4) for q in (0.5, 0.99, 1.0)
+            },
+            "copy_alignment_quantiles": {
+                q: round(float(np.quantile(part.aligned[copies], q)), 4) for q in (0.01, 0.05, 0.5)
             },
         }
 

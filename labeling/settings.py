@@ -261,10 +261,15 @@ EMBEDDING_INPUT_SIZE = int(os.environ.get("EMBEDDING_INPUT_SIZE", TRAIN_INPUT_SI
 EMBEDDING_INDEX_ROOT = Path(os.environ.get("EMBEDDING_INDEX_ROOT", VAR_DIR / "indexes"))
 # Rows added since the index file was written, before a worker writes a new file.
 EMBEDDING_INDEX_COMPACT_AFTER = int(os.environ.get("EMBEDDING_INDEX_COMPACT_AFTER", 20000))
-# Reused photos: the rule's thresholds until a space is calibrated (bench/duplicates.py), how
-# many nearest neighbours each new image is compared with, and the calibration's goal.
-REUSE_SIMILARITY = float(os.environ.get("REUSE_SIMILARITY", 0.97))
-REUSE_HASH_DISTANCE = int(os.environ.get("REUSE_HASH_DISTANCE", 2))
+# Reused photos: the rule's thresholds until a space is calibrated, how many nearest neighbours
+# each new image is compared with, and the calibration's goal. The alignment score compares
+# pixels, so its threshold carries over between projects (calibrated by bench/duplicates.py);
+# the similarity arm is off until a space is calibrated, because what similarity two different
+# photos reach depends on the network (a fine-tuned model puts same-class photos at a median of
+# 0.989); the hash arm takes only equal hashes (docs/embeddings.md).
+REUSE_SIMILARITY = float(os.environ.get("REUSE_SIMILARITY", 2.0))
+REUSE_HASH_DISTANCE = int(os.environ.get("REUSE_HASH_DISTANCE", 0))
+REUSE_ALIGNED = float(os.environ.get("REUSE_ALIGNED", 0.985))
 REUSE_CANDIDATES = int(os.environ.get("REUSE_CANDIDATES", 10))
 REUSE_MAX_FALSE_MATCH = float(os.environ.get("REUSE_MAX_FALSE_MATCH", 0.005))
 REUSE_CALIBRATION_IMAGES = int(os.environ.get("REUSE_CALIBRATION_IMAGES", 600))

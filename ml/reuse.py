@@ -2,15 +2,21 @@
 its two thresholds are calibrated.
 
 A reused photo is rarely a byte-identical copy (sha256 catches those at ingest). It is
-re-encoded, resized, cropped, tinted, slightly rotated or screenshotted. Two signals survive
-different edits: the embedding's cosine similarity (crops, rotations, padding) and the perceptual
-hash (re-encoding, resizing, tints; with border trimming, screenshots). The rule is their OR:
+re-encoded, resized, cropped, tinted, slightly rotated or screenshotted. Three signals, each
+against the candidates (a new photo's nearest neighbours by embedding, and its closest perceptual
+hash among all earlier photos):
+  - the embedding's cosine similarity;
+  - the perceptual-hash distance;
+  - the alignment score (``ml.reuse_verify``): the two photos' pixels aligned under the edits
+    above, then correlated. On uniform product shots, where a different photo of the same model
+    is as similar by embedding and hash as an edited copy, only this one separates them.
+The rule is their OR:
 
-    reused  ⇔  similarity ≥ T_sim  or  hash distance ≤ T_hash
+    reused  ⇔  similarity ≥ T_sim  or  hash distance ≤ T_hash  or  alignment ≥ T_aligned
 
 Calibration builds positives by editing a sample of photos and negatives from other photos, and
-picks the pair of thresholds with the highest recall whose false-match rate on negatives is, with
-95 % confidence (Clopper-Pearson), at most ``max_false_match``.
+picks the thresholds with the highest recall whose false-match rate on negatives is, with 95 %
+confidence (Clopper-Pearson), at most ``max_false_match``.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ Edit = Callable[[Image.Image, np.random.Generator], Image.Image]
 DEFAULT_MAX_FALSE_MATCH = 0.002
 HASH_GRID = tuple(range(0, 17))
 UNUSED_HASH = -1  # the hash arm is off
+UNUSED_SCORE = 2.0  # a similarity or alignment arm is off (scores are at most 1)
 
 
 def _jpeg(image: Image.Image, quality: int) -> Image.Image:
@@ -125,6 +132,7 @@ def reused_copy(
 class ReuseThresholds:
     similarity: float  # cosine similarity at or above which two photos are one
     hash_distance: int  # perceptual-hash distance at or below which they are one (-1: off)
+    aligned: float = UNUSED_SCORE  # alignment score at or above which they are one (2: off)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -133,7 +141,8 @@ class ReuseThresholds:
 @dataclass(frozen=True)
 class Evidence:
     """Per query (a new photo), its best candidates among earlier photos: the most similar one
-    by embedding, and the closest one by perceptual hash (often the same photo)."""
+    by embedding, the closest one by perceptual hash and the best aligned one (often all the
+    same photo)."""
 
     similarity: np.ndarray  # best cosine similarity
     hash_distance: np.ndarray  # best hash distance
@@ -141,21 +150,52 @@ class Evidence:
     # for every candidate of a query that has none).
     similar_is_original: np.ndarray | None = None
     hashed_is_original: np.ndarray | None = None
+    aligned: np.ndarray | None = None  # best alignment score (None: not measured)
+    aligned_is_original: np.ndarray | None = None
+
+    def subset(self, mask: np.ndarray) -> Evidence:
+        return Evidence(
+            **{
+                name: None if value is None else np.asarray(value)[mask]
+                for name, value in self.__dict__.items()
+            }
+        )
 
 
 def decide(evidence: Evidence, t: ReuseThresholds) -> tuple[np.ndarray, np.ndarray]:
-    """``(flagged, by_similarity)``: which queries are reused, and whether the embedding arm
-    names the matched photo (else the hash arm does)."""
+    """``(flagged, arm)``: which queries are reused, and which arm names the matched photo:
+    ``aligned`` first, then ``similarity``, then ``hash``."""
     by_similarity = np.asarray(evidence.similarity) >= t.similarity
     by_hash = np.asarray(evidence.hash_distance) <= t.hash_distance
-    return by_similarity | by_hash, by_similarity
+    by_aligned = (
+        np.asarray(evidence.aligned) >= t.aligned
+        if evidence.aligned is not None
+        else np.zeros_like(by_similarity)
+    )
+    arm = np.where(by_aligned, "aligned", np.where(by_similarity, "similarity", "hash"))
+    return by_similarity | by_hash | by_aligned, arm
+
+
+def names_original(evidence: Evidence, t: ReuseThresholds) -> np.ndarray:
+    """Per query: whether it is flagged with its true original (calibration evidence only)."""
+    flagged, arm = decide(evidence, t)
+    aligned_right = (
+        evidence.aligned_is_original
+        if evidence.aligned_is_original is not None
+        else np.zeros(len(flagged), dtype=bool)
+    )
+    right = np.where(
+        arm == "aligned",
+        aligned_right,
+        np.where(arm == "similarity", evidence.similar_is_original, evidence.hashed_is_original),
+    )
+    return flagged & right.astype(bool)
 
 
 def outcome(evidence: Evidence, t: ReuseThresholds) -> tuple[int, int]:
     """``(true matches, false matches)``: a flag is true only if it names the true original."""
-    flagged, by_similarity = decide(evidence, t)
-    right = np.where(by_similarity, evidence.similar_is_original, evidence.hashed_is_original)
-    true = flagged & right.astype(bool)
+    flagged, _ = decide(evidence, t)
+    true = names_original(evidence, t)
     return int(true.sum()), int((flagged & ~true).sum())
 
 
@@ -180,7 +220,7 @@ class Calibration:
         return {**asdict(self), "thresholds": self.thresholds.as_dict()}
 
 
-NEVER = ReuseThresholds(similarity=2.0, hash_distance=UNUSED_HASH)
+NEVER = ReuseThresholds(similarity=UNUSED_SCORE, hash_distance=UNUSED_HASH)
 
 
 def calibrate(
@@ -193,7 +233,8 @@ def calibrate(
 ) -> Calibration:
     """The thresholds with the highest recall whose false matches per query are at most
     ``max_false_match`` with ``confidence`` (Clopper-Pearson), over a grid of similarity
-    thresholds (quantiles of the copies' similarities) × hash thresholds 0-16 or off.
+    thresholds (quantiles of the copies' similarities) × hash thresholds 0-16 or off, and, when
+    the evidence has alignment scores, a grid of alignment thresholds × hash thresholds.
 
     ``is_copy`` marks the queries that are edited copies of an earlier photo; the rest are
     different photos. A copy matched to the wrong photo is a false match, not a found one.
@@ -201,12 +242,41 @@ def calibrate(
     """
     is_copy = np.asarray(is_copy, dtype=bool)
     n, positives = len(is_copy), int(is_copy.sum())
-    copies = np.asarray(evidence.similarity)[is_copy]
-    sims = np.unique(np.quantile(copies, np.linspace(0, 1, grid))) if positives else np.array([])
+
+    def grid_of(scores: np.ndarray | None) -> np.ndarray:
+        if scores is None or not positives:
+            return np.array([])
+        return np.unique(np.quantile(np.asarray(scores)[is_copy], np.linspace(0, 1, grid)))
+
+    # Each family: thresholds in descending order, so recall and false matches only grow.
+    families = [
+        lambda v, h: ReuseThresholds(similarity=float(v), hash_distance=int(h)),
+        lambda v, h: ReuseThresholds(
+            similarity=UNUSED_SCORE, hash_distance=int(h), aligned=float(v)
+        ),
+    ]
+    scores = [grid_of(evidence.similarity), grid_of(evidence.aligned)]
     best = Calibration(NEVER, 0.0, 1.0, 0, false_match_bound(0, n, confidence), positives, n)
+    for make, values in zip(families, scores, strict=True):
+        best = _walk(evidence, values, make, best, positives, n, max_false_match, confidence)
+    return best
+
+
+def _walk(
+    evidence: Evidence,
+    values: np.ndarray,
+    make: Callable[[float, int], ReuseThresholds],
+    best: Calibration,
+    positives: int,
+    n: int,
+    max_false_match: float,
+    confidence: float,
+) -> Calibration:
+    """One family's grid: each hash threshold, with the score threshold lowered until the
+    false-match bound is exceeded; the best calibration seen so far, or ``best``."""
     for h in (UNUSED_HASH, *HASH_GRID):
-        for s in sims[::-1]:  # descending: recall only grows, false matches only grow
-            t = ReuseThresholds(similarity=float(s), hash_distance=int(h))
+        for v in values[::-1]:
+            t = make(v, h)
             true, false = outcome(evidence, t)
             bound = false_match_bound(false, n, confidence)
             if bound > max_false_match:

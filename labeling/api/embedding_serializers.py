@@ -52,6 +52,7 @@ class ReuseMatchSerializer(serializers.ModelSerializer):
             "matched_image_url",
             "similarity",
             "hash_distance",
+            "aligned",
             "matched_by",
             "status",
             "decided_by",

@@ -16,12 +16,13 @@ from django.utils import timezone
 
 from labeling.embeddings.index import index_compact, index_remove, space_index
 from labeling.embeddings.prototypes import prototypes_rebuild
-from labeling.embeddings.reuse import reuse_check
+from labeling.embeddings.reuse import alignment_scores, reuse_check
 from labeling.embeddings.spaces import embedder_for
 from labeling.embeddings.store import owners_embed
 from labeling.models import CatalogImage, Embedding, EmbeddingSpace, Item, SpaceStatus
 from ml import reuse as rule
-from ml.perceptual_hash import batch_hashes, hash_distance, load_rgb
+from ml.perceptual_hash import hash_distance, load_rgb
+from ml.reuse_verify import batch_signatures
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def reuse_calibrate(*, space: EmbeddingSpace, seed: int = 0) -> dict | None:
         copy, _ = rule.reused_copy(image, rng)
         copies.append(copy)
     vectors = embedder_for(space).predict_and_embed(copies).embeddings
-    hashes, _ = batch_hashes(copies)
+    hashes, prints, _ = batch_signatures(copies)
     index = space_index(space)
     k = settings.REUSE_CANDIDATES
     other_vectors = np.stack([np.frombuffer(bytes(r.vector), np.float16) for r in others])
@@ -83,14 +84,17 @@ def reuse_calibrate(*, space: EmbeddingSpace, seed: int = 0) -> dict | None:
     query_hashes = np.concatenate(
         [hashes, np.array([[r.phash, r.phash_trimmed] for r in others], dtype=np.int64)]
     )
+    query_prints = [*prints, *(r.fingerprint for r in others)]
     keys, distances = index.search(queries, k + 1)
     own = np.array([-1] * len(originals) + [r.pk for r in others])
     truth = np.array([r.pk for r in originals] + [-1] * len(others))
     cand = {
-        e.pk: (e.phash, e.phash_trimmed)
-        for e in Embedding.objects.filter(pk__in={int(x) for x in keys.ravel() if x >= 0})
+        e.pk: e
+        for e in Embedding.objects.filter(pk__in={int(x) for x in keys.ravel() if x >= 0}).only(
+            "pk", "phash", "phash_trimmed", "fingerprint"
+        )
     }
-    sims, hd, sim_ok, hash_ok = [], [], [], []
+    sims, hd, sim_ok, hash_ok, aligned, aligned_ok = [], [], [], [], [], []
     for q in range(len(queries)):
         keep = [
             (int(key), 1.0 - float(dist))
@@ -99,15 +103,33 @@ def reuse_calibrate(*, space: EmbeddingSpace, seed: int = 0) -> dict | None:
         ]
         if not keep:
             sims.append(-1.0), hd.append(64), sim_ok.append(False), hash_ok.append(False)
+            aligned.append(-1.0), aligned_ok.append(False)
             continue
-        dists = [int(hash_distance(query_hashes[q], np.array(cand[key]))) for key, _ in keep]
+        dists = [
+            int(hash_distance(query_hashes[q], np.array([c.phash, c.phash_trimmed])))
+            for c in (cand[key] for key, _ in keep)
+        ]
+        scores = [
+            -1.0 if a is None else a
+            for a in alignment_scores(query_prints[q], [cand[key] for key, _ in keep])
+        ]
         by_sim = max(range(len(keep)), key=lambda i: keep[i][1])
         by_hash = min(range(len(keep)), key=lambda i: dists[i])
+        by_aligned = int(np.argmax(scores))
         sims.append(keep[by_sim][1])
         hd.append(dists[by_hash])
+        aligned.append(float(scores[by_aligned]))
         sim_ok.append(keep[by_sim][0] == truth[q])
         hash_ok.append(keep[by_hash][0] == truth[q])
-    evidence = rule.Evidence(np.array(sims), np.array(hd), np.array(sim_ok), np.array(hash_ok))
+        aligned_ok.append(keep[by_aligned][0] == truth[q])
+    evidence = rule.Evidence(
+        np.array(sims),
+        np.array(hd),
+        np.array(sim_ok),
+        np.array(hash_ok),
+        aligned=np.array(aligned),
+        aligned_is_original=np.array(aligned_ok),
+    )
     calibration = rule.calibrate(
         evidence, truth >= 0, max_false_match=settings.REUSE_MAX_FALSE_MATCH
     ).as_dict()

@@ -1,5 +1,6 @@
 """Reused-photo detection: each new image against the project's earlier images and its shop
-catalog, with the rule of ``ml.reuse`` (embedding similarity or perceptual-hash distance).
+catalog, with the rule of ``ml.reuse`` (embedding similarity, perceptual-hash distance or the
+alignment score of ``ml.reuse_verify``).
 
 A match marks the item ``reused`` and records which image it matched. The project's
 ``reuse_policy`` says what that does to the review credit (``labeling.credits``): ``deny`` it, or
@@ -29,7 +30,8 @@ from labeling.models import (
 )
 from ml.embeddings import normalize
 from ml.perceptual_hash import hash_distance
-from ml.reuse import ReuseThresholds
+from ml.reuse import UNUSED_SCORE, ReuseThresholds
+from ml.reuse_verify import match_scores
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +43,13 @@ def reuse_thresholds(space: EmbeddingSpace) -> ReuseThresholds:
         return ReuseThresholds(
             similarity=float(calibrated["similarity"]),
             hash_distance=int(calibrated["hash_distance"]),
+            # Calibrations from before the alignment arm existed leave it off.
+            aligned=float(calibrated.get("aligned", UNUSED_SCORE)),
         )
     return ReuseThresholds(
-        similarity=settings.REUSE_SIMILARITY, hash_distance=settings.REUSE_HASH_DISTANCE
+        similarity=settings.REUSE_SIMILARITY,
+        hash_distance=settings.REUSE_HASH_DISTANCE,
+        aligned=settings.REUSE_ALIGNED,
     )
 
 
@@ -72,39 +78,75 @@ def reuse_check(*, project: Project, space: EmbeddingSpace, rows: list[Embedding
     candidates = {
         c.pk: c
         for c in Embedding.objects.filter(pk__in=candidate_ids, space=space).only(
-            "pk", "item_id", "catalog_image_id", "phash", "phash_trimmed", "vector"
+            "pk", "item_id", "catalog_image_id", "phash", "phash_trimmed", "vector", "fingerprint"
         )
     }
     found = []
     for row, vector, row_keys, hash_key in zip(rows, vectors, keys, by_hash, strict=True):
-        best = None
-        for key in {*row_keys.tolist(), hash_key}:
-            other = candidates.get(key)
-            if other is None or other.pk == row.pk:
-                continue  # the item itself, or a row deleted since the index was written
-            if other.item_id is not None and other.item_id >= row.item_id:
-                continue
-            # Exact cosine from the stored vectors (the index's 8-bit copy only ranks).
-            theirs = np.frombuffer(bytes(other.vector), dtype=np.float16).astype(np.float32)
-            similarity = float(normalize(vector[None])[0] @ normalize(theirs[None])[0])
-            hashed = int(hash_distance(_hashes(row), _hashes(other)))
-            by_similarity = similarity >= thresholds.similarity
-            if not (by_similarity or hashed <= thresholds.hash_distance):
-                continue
-            # Prefer the embedding's match, then the closer one.
-            rank = (by_similarity, similarity if by_similarity else -hashed)
-            if best is None or rank > best[0]:
-                best = (rank, other, similarity, hashed, by_similarity)
+        others = [
+            other
+            for key in dict.fromkeys([*row_keys.tolist(), hash_key])
+            if (other := candidates.get(key)) is not None
+            and other.pk != row.pk  # the item itself, or a row deleted since the index was written
+            and not (other.item_id is not None and other.item_id >= row.item_id)
+        ]
+        best = _best_match(row, vector, others, thresholds)
         if best is None:
             continue
-        _, other, similarity, hashed, by_similarity = best
-        match = _record(project, space, row.item_id, other, similarity, hashed, by_similarity)
+        match = _record(project, space, row.item_id, best)
         if match is not None:
             found.append(match)
     return found
 
 
-def _record(project, space, item_id, other, similarity, hashed, by_similarity):
+def alignment_scores(query: bytes | None, others: list[Embedding]) -> list[float | None]:
+    """Each candidate's alignment score with the ``query`` fingerprint (None where either has
+    no fingerprint: rows written before fingerprints existed)."""
+    usable = [i for i, o in enumerate(others) if query and o.fingerprint]
+    scores: list[float | None] = [None] * len(others)
+    if usable:
+        found = match_scores(bytes(query), [bytes(others[i].fingerprint) for i in usable])
+        for i, score in zip(usable, found, strict=True):
+            scores[i] = float(score)
+    return scores
+
+
+def _best_match(
+    row: Embedding, vector: np.ndarray, others: list[Embedding], thresholds: ReuseThresholds
+) -> dict | None:
+    """The candidate the rule calls the original of ``row``, with its scores, or None."""
+    aligned = (
+        alignment_scores(row.fingerprint, others)
+        if thresholds.aligned <= 1.0
+        else [None] * len(others)
+    )
+    best = None
+    for other, score in zip(others, aligned, strict=True):
+        # Exact cosine from the stored vectors (the index's 8-bit copy only ranks).
+        theirs = np.frombuffer(bytes(other.vector), dtype=np.float16).astype(np.float32)
+        similarity = float(normalize(vector[None])[0] @ normalize(theirs[None])[0])
+        hashed = int(hash_distance(_hashes(row), _hashes(other)))
+        by_aligned = score is not None and score >= thresholds.aligned
+        by_similarity = similarity >= thresholds.similarity
+        if not (by_aligned or by_similarity or hashed <= thresholds.hash_distance):
+            continue
+        # The arms in the order of ml.reuse.decide, then the closer candidate.
+        arm = "aligned" if by_aligned else "similarity" if by_similarity else "hash"
+        rank = (by_aligned, by_similarity, score or -1.0, similarity, -hashed)
+        if best is None or rank > best["rank"]:
+            best = {
+                "rank": rank,
+                "other": other,
+                "similarity": similarity,
+                "hashed": hashed,
+                "aligned": score,
+                "arm": arm,
+            }
+    return best
+
+
+def _record(project: Project, space: EmbeddingSpace, item_id: int, best: dict):
+    other = best["other"]
     with transaction.atomic():
         match, created = ReuseMatch.objects.get_or_create(
             item_id=item_id,
@@ -112,9 +154,10 @@ def _record(project, space, item_id, other, similarity, hashed, by_similarity):
                 "project": project,
                 "matched_item_id": other.item_id,
                 "matched_catalog_id": other.catalog_image_id,
-                "similarity": round(similarity, 5),
-                "hash_distance": min(hashed, 64),
-                "matched_by": "similarity" if by_similarity else "hash",
+                "similarity": round(best["similarity"], 5),
+                "hash_distance": min(best["hashed"], 64),
+                "aligned": None if best["aligned"] is None else round(best["aligned"], 5),
+                "matched_by": best["arm"],
                 "space": space,
             },
         )

@@ -10,7 +10,7 @@ from django.db import IntegrityError, transaction
 from labeling.embeddings.spaces import embedder_for
 from labeling.models import CatalogImage, Embedding, EmbeddingSpace, Item
 from ml.embeddings import pack, unpack
-from ml.perceptual_hash import batch_hashes
+from ml.reuse_verify import batch_signatures
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +22,9 @@ def embeddings_save(
     vectors: np.ndarray,
     sources: list[bytes],
 ) -> list[Embedding]:
-    """Store the vectors (rows with NaN are skipped) and hashes; existing rows are kept."""
-    hashes, hash_errors = batch_hashes(sources)
+    """Store the vectors (rows with NaN are skipped), hashes and fingerprints; existing rows
+    are kept."""
+    hashes, prints, hash_errors = batch_signatures(sources)
     catalog = bool(owners) and isinstance(owners[0], CatalogImage)
     rows = []
     for i, owner in enumerate(owners):
@@ -37,6 +38,7 @@ def embeddings_save(
                 vector=pack(vectors[i]),
                 phash=int(hashes[i, 0]),
                 phash_trimmed=int(hashes[i, 1]),
+                fingerprint=prints[i],
             )
         )
     key = "catalog_image_id" if catalog else "item_id"
@@ -53,6 +55,7 @@ def embeddings_save(
                     "vector": row.vector,
                     "phash": row.phash,
                     "phash_trimmed": row.phash_trimmed,
+                    "fingerprint": row.fingerprint,
                 },
             )
     ids = [o.pk for o in owners]

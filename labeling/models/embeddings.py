@@ -92,6 +92,9 @@ class Embedding(models.Model):
     vector = models.BinaryField()
     phash = models.BigIntegerField()
     phash_trimmed = models.BigIntegerField()
+    # The image's small grey fingerprint for the alignment check (ml.reuse_verify, at most
+    # 4 KB); null for rows written before it existed, which the alignment arm skips.
+    fingerprint = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -143,6 +146,8 @@ class ReuseMatch(TimeStamped):
     )
     similarity = models.FloatField()
     hash_distance = models.PositiveSmallIntegerField()
+    # The alignment score of the pair (ml.reuse_verify); null when either had no fingerprint.
+    aligned = models.FloatField(null=True, blank=True)
     # Which arm of the rule fired: the embedding ("similarity") or the hash ("hash").
     matched_by = models.CharField(max_length=10)
     space = models.ForeignKey(

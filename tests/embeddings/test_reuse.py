@@ -17,7 +17,7 @@ from labeling.models import (
     ReuseMatch,
     SpaceStatus,
 )
-from ml.reuse import edit_reencode, edit_screenshot
+from ml.reuse import edit_crop, edit_reencode, edit_screenshot, edit_tint
 from tests.embeddings.conftest import encoded, photo
 
 pytestmark = pytest.mark.django_db
@@ -66,6 +66,39 @@ def test_a_screenshot_of_an_earlier_photo_is_marked_reused_and_linked(
     # Review policy (the default): the credit waits for an admin.
     credit = CreditDecision.objects.get(item=item)
     assert credit.outcome == "pending" and "reused photo" in credit.reason
+
+
+def test_a_cropped_tinted_copy_is_found_by_aligning_it_with_its_original(
+    project, people, history, fashion, ingest
+):
+    images, _ = fashion
+    rng = np.random.default_rng(6)
+    copy = edit_tint(edit_crop(photo(images[9]), rng), rng)
+    [new] = ingest(project, [copy])
+    match = ReuseMatch.objects.get(item_id=new)
+    assert match.matched_item_id == history[9] and match.matched_by == "aligned"
+    assert match.aligned >= 0.985
+    row = Embedding.objects.get(item_id=new)
+    assert row.fingerprint and len(bytes(row.fingerprint)) <= 4098
+    admin = Client()
+    admin.force_login(people["admin"])
+    detail = admin.get(f"/api/projects/reviews/items/{new}/reuse/").json()
+    assert detail["matched_by"] == "aligned" and detail["aligned"] == pytest.approx(match.aligned)
+    page = admin.get("/p/reviews/reuse/")
+    assert b"aligned" in page.content
+
+
+def test_rows_without_a_fingerprint_are_still_matched_by_the_other_arms(
+    project, history, fashion, ingest
+):
+    # Rows written before fingerprints existed: the alignment arm skips them.
+    Embedding.objects.filter(item_id__in=history).update(fingerprint=None)
+    images, _ = fashion
+    copy = edit_screenshot(photo(images[4]), np.random.default_rng(8))
+    [new] = ingest(project, [copy])
+    match = ReuseMatch.objects.get(item_id=new)
+    assert match.matched_item_id == history[4] and match.matched_by == "hash"
+    assert match.aligned is None
 
 
 def test_deny_policy_denies_the_credit_and_dismissing_gives_it_back(
