@@ -10,8 +10,8 @@ almost perfectly, while a different photo of the same model does not.
 Each image keeps a small *fingerprint*: its grey content with uniform borders (screenshot bars,
 plain backdrops) trimmed away, longest side ``FINGERPRINT_SIDE`` pixels. ``match_scores`` aligns
 a new image's fingerprint with each candidate's under the edits a reuser makes:
-  - rotation of up to ±8° (coarse steps, refined), undone before trimming again, so corners
-    filled by the rotation are trimmed like any border;
+  - rotation of up to ±8° (4° steps, then refined to 0.5°), undone before trimming again, so
+    corners filled by the rotation are trimmed like any border;
   - a crop of up to ~25 % of each side (the copy is a window of the original at some scale and
     offset), searched as a grid of scales × every offset;
   - colour filters and re-encoding, to which normalised cross-correlation is indifferent (it
@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from ml.perceptual_hash import HashSource, image_hashes, load_rgb
@@ -34,12 +35,12 @@ from ml.perceptual_hash import HashSource, image_hashes, load_rgb
 FINGERPRINT_SIDE = 64
 # Coarse search: the frame both images are squeezed into, and the hypotheses tried in it.
 COARSE = 32
-ROTATIONS = (-8.0, -6.0, -4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0)
-SCALES = (1.0, 0.92, 0.84, 0.76)
+ROTATIONS = (-8.0, -4.0, 0.0, 4.0, 8.0)
+SCALES = (1.0, 0.88, 0.76)
 # Refinement at the fingerprint's resolution around the best coarse hypothesis.
 FINE = FINGERPRINT_SIDE
 # (rotation step in degrees, scale step) of each refinement round.
-REFINE_STEPS = ((1.0, 0.04), (0.5, 0.02))
+REFINE_STEPS = ((2.0, 0.06), (1.0, 0.03), (0.5, 0.015))
 OFFSET_SLACK = 3  # fine pixels either side of the coarse offset
 # Only the best few candidates are refined, and only if the coarse search found them close.
 REFINED = 3
@@ -131,8 +132,8 @@ class _Frames:
     def __init__(self, frames: np.ndarray, pad: int) -> None:
         self.frames = frames
         self.k, self.h, self.w = frames.shape
-        self.pad = pad  # FFT size: at least H + the largest template height - 1
-        self.spectra = np.fft.rfft2(frames, s=(pad, pad))
+        self.pad = pad  # FFT size: at least H + the largest template height - 1 (0: no FFT)
+        self.spectra = np.fft.rfft2(frames, s=(pad, pad)) if pad else None
         c = np.zeros((self.k, self.h + 1, self.w + 1))
         c[:, 1:, 1:] = frames.cumsum(1).cumsum(2)
         c2 = np.zeros_like(c)
@@ -157,6 +158,24 @@ class _Frames:
         var = np.maximum(self._windows(self.squares, h, w) - s1 * s1 / n, 0.0)
         den = np.sqrt(var) * t_norm
         return np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+
+    def ncc_near(self, template: np.ndarray, y0: int, x0: int, slack: int) -> np.ndarray:
+        """The same for the first frame, only at offsets within ``slack`` of ``(y0, x0)``:
+        computed directly, which for a few dozen offsets is cheaper than a transform. Returns
+        the map and its top-left offset."""
+        h, w = template.shape
+        ys, xs = max(0, y0 - slack), max(0, x0 - slack)
+        ye, xe = min(self.h - h, y0 + slack), min(self.w - w, x0 + slack)
+        if ye < ys or xe < xs:
+            return np.zeros((0, 0)), (ys, xs)
+        t = template - template.mean()
+        t_norm = float(np.sqrt((t * t).sum()))
+        region = self.frames[0, ys : ye + h, xs : xe + w]
+        num = np.einsum("abij,ij->ab", sliding_window_view(region, (h, w)), t)
+        s1 = self._windows(self.sums, h, w)[0, ys : ye + 1, xs : xe + 1]
+        s2 = self._windows(self.squares, h, w)[0, ys : ye + 1, xs : xe + 1]
+        den = np.sqrt(np.maximum(s2 - s1 * s1 / (h * w), 0.0)) * t_norm
+        return np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0), (ys, xs)
 
 
 @dataclass
@@ -192,8 +211,8 @@ def _contrast(image: Image.Image) -> float:
 
 def _refine(q: _Query, fine: _Frames, start: tuple) -> float:
     """Local search around a coarse hypothesis ``(score, rotation, sx, sy, y, x)`` at the
-    fingerprint's resolution: each round tries the neighbours in rotation and both scales (and
-    offsets within ``OFFSET_SLACK``), moves to the best, then halves the steps."""
+    fingerprint's resolution: each round tries every neighbour in rotation × both scales (and
+    every offset within ``OFFSET_SLACK``), moves to the best, then halves the steps."""
     score, rotation, sx, sy, y0, x0 = start
     for turn, scale in REFINE_STEPS:
         here = (rotation, sx, sy, y0, x0)
@@ -202,11 +221,8 @@ def _refine(q: _Query, fine: _Frames, start: tuple) -> float:
             for dsx in (-scale, 0.0, scale):
                 for dsy in (-scale, 0.0, scale):
                     tx, ty = min(1.0, here[1] + dsx), min(1.0, here[2] + dsy)
-                    w, h = round(tx * FINE), round(ty * FINE)
-                    ys, xs = max(0, here[3] - OFFSET_SLACK), max(0, here[4] - OFFSET_SLACK)
-                    near = fine.ncc(_frame(view, (w, h)))[
-                        0, ys : here[3] + OFFSET_SLACK + 1, xs : here[4] + OFFSET_SLACK + 1
-                    ]
+                    template = _frame(view, (round(tx * FINE), round(ty * FINE)))
+                    near, (ys, xs) = fine.ncc_near(template, here[3], here[4], OFFSET_SLACK)
                     if near.size and near.max() > score:
                         dy, dx = divmod(int(near.argmax()), near.shape[1])
                         score = float(near.max())
@@ -251,7 +267,7 @@ def match_scores(query: bytes, candidates: Sequence[bytes]) -> np.ndarray:
         if best[k] < REFINE_FROM:
             break
         rotation, sx, sy, (y, x) = hypothesis[k]
-        fine = _Frames(_frame(images[usable[k]], (FINE, FINE))[None], 2 * FINE)
+        fine = _Frames(_frame(images[usable[k]], (FINE, FINE))[None], pad=0)
         start = (float(best[k]), rotation, sx, sy, round(y * ratio), round(x * ratio))
         best[k] = _refine(q, fine, start)
     scores[usable] = best
