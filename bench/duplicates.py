@@ -43,7 +43,7 @@ from ml.vector_index import VectorIndex  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "duplicates.json"
 PHOTO_SIZE = 224
-CANDIDATES = 10  # nearest neighbours the service looks at per new photo
+CANDIDATES = 10  # nearest neighbours the service looks at per new photo (REUSE_CANDIDATES)
 SETTINGS_SWEPT = (0.001, 0.002, 0.005, 0.01)  # false-match bounds also reported
 
 
@@ -81,11 +81,12 @@ def evidence(
     originals: np.ndarray,
     gallery_prints: list[bytes],
     prints: list[bytes],
+    candidates: int = CANDIDATES,
 ) -> reuse.Evidence:
     """As the service (labeling.embeddings.reuse.reuse_check): candidates are the index's
     nearest neighbours plus the closest hash among all earlier photos; each candidate is
     scored by its exact cosine similarity, hash distance and alignment score."""
-    keys, _ = index.search(vectors, CANDIDATES)
+    keys, _ = index.search(vectors, candidates)
     hash_keys = np.array([table.nearest(h)[0] for h in hashes])
     keys = np.concatenate([keys, hash_keys[:, None]], axis=1)
     safe = np.maximum(keys, 0)
@@ -113,7 +114,7 @@ def subset(ev: reuse.Evidence, mask: np.ndarray) -> reuse.Evidence:
     return ev.subset(mask)
 
 
-def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
+def step_costs(predictor: Predictor, sources: list[bytes], candidates: int = CANDIDATES) -> dict:
     """Milliseconds per image of what the embedding step adds to a prediction batch: the
     features from the same forward pass (predict_and_embed against predict) and the hashes."""
     sources = sources[:512]
@@ -131,7 +132,7 @@ def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
     t = time.perf_counter()
     checked = prints[: len(prints) // 4]
     for i, query in enumerate(checked):
-        match_scores(query, [prints[(i + j) % len(prints)] for j in range(1, CANDIDATES + 2)])
+        match_scores(query, [prints[(i + j) % len(prints)] for j in range(1, candidates + 2)])
     aligning = time.perf_counter() - t
     per = 1000 / len(sources)
     return {
@@ -139,12 +140,13 @@ def step_costs(predictor: Predictor, sources: list[bytes]) -> dict:
         "predict_and_embed_ms_per_image": round(both * per, 2),
         "hashes_and_fingerprint_ms_per_image": round(hashing * per, 2),
         "alignment_ms_per_image": round(aligning * 1000 / len(checked), 2),
+        "alignment_candidates": candidates + 1,
         "images": len(sources),
     }
 
 
 def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
-    costs = step_costs(predictor, data["queries"])
+    costs = step_costs(predictor, data["queries"], args.candidates)
     started = time.perf_counter()
     gallery_vectors, gallery_hashes, gallery_prints = embed(predictor, data["gallery"])
     query_vectors, query_hashes, query_prints = embed(predictor, data["queries"])
@@ -163,6 +165,7 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
         data["originals"],
         gallery_prints,
         query_prints,
+        args.candidates,
     )
     is_copy, split, all_kinds = data["is_copy"], data["split"], data["kinds"]
     # The issue's edits (one at a time) are the positives that calibrate and the headline;
@@ -303,6 +306,12 @@ def main() -> None:
     parser.add_argument("--negatives", type=int, default=3000)
     parser.add_argument("--input-size", type=int, default=96)
     parser.add_argument("--checkpoint", help="a trained checkpoint: also measure its space")
+    parser.add_argument(
+        "--candidates", type=int, default=CANDIDATES, help="nearest neighbours per new photo"
+    )
+    parser.add_argument(
+        "--skip-imagenet", action="store_true", help="with --checkpoint: only the model's space"
+    )
     parser.add_argument("--max-false-match", type=float, default=reuse.DEFAULT_MAX_FALSE_MATCH)
     parser.add_argument("--seed", type=int, default=17)
     parser.add_argument("--threads", type=int, default=2)
@@ -314,8 +323,9 @@ def main() -> None:
     data = build_queries(args)
     test_copies = data["is_copy"] & (data["split"] == 1) & (data["kinds"] != "combined")
     baseline_recall = float(data["sha_found"][test_copies].mean())
-    spaces = {
-        "imagenet": measure_space(
+    spaces = {}
+    if not (args.skip_imagenet and args.checkpoint):
+        spaces["imagenet"] = measure_space(
             "imagenet",
             Predictor.imagenet(
                 input_size=args.input_size, num_threads=args.threads, resize_mode="pad"
@@ -323,7 +333,6 @@ def main() -> None:
             data,
             args,
         )
-    }
     if args.checkpoint:
         spaces["model"] = measure_space(
             "model", Predictor.load(args.checkpoint, num_threads=args.threads), data, args
@@ -348,7 +357,7 @@ def main() -> None:
             "negatives_share_gallery_classes": data["negative_classes_in_gallery"],
             "photo_size": PHOTO_SIZE,
             "input_size": args.input_size,
-            "candidates": CANDIDATES,
+            "candidates": args.candidates,
             "max_false_match": args.max_false_match,
             "calibration_queries": int(
                 ((data["split"] == 0) & (data["kinds"] != "combined")).sum()
