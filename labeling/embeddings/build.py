@@ -111,7 +111,11 @@ def reuse_calibrate(*, space: EmbeddingSpace, seed: int = 0) -> dict | None:
         ]
         scores = [
             -1.0 if a is None else a
-            for a in alignment_scores(query_prints[q], [cand[key] for key, _ in keep])
+            for a in (
+                alignment_scores(query_prints[q], [cand[key] for key, _ in keep])
+                if settings.REUSE_ALIGNMENT
+                else [None] * len(keep)
+            )
         ]
         by_sim = max(range(len(keep)), key=lambda i: keep[i][1])
         by_hash = min(range(len(keep)), key=lambda i: dists[i])
@@ -127,8 +131,9 @@ def reuse_calibrate(*, space: EmbeddingSpace, seed: int = 0) -> dict | None:
         np.array(hd),
         np.array(sim_ok),
         np.array(hash_ok),
-        aligned=np.array(aligned),
-        aligned_is_original=np.array(aligned_ok),
+        # Without the arm, calibration does not consider it (its thresholds stay off).
+        aligned=np.array(aligned) if settings.REUSE_ALIGNMENT else None,
+        aligned_is_original=np.array(aligned_ok) if settings.REUSE_ALIGNMENT else None,
     )
     calibration = rule.calibrate(
         evidence, truth >= 0, max_false_match=settings.REUSE_MAX_FALSE_MATCH

@@ -117,7 +117,7 @@ def _best_match(
     """The candidate the rule calls the original of ``row``, with its scores, or None."""
     aligned = (
         alignment_scores(row.fingerprint, others)
-        if thresholds.aligned <= 1.0
+        if settings.REUSE_ALIGNMENT and thresholds.aligned <= 1.0
         else [None] * len(others)
     )
     best = None

@@ -101,6 +101,16 @@ def test_rows_without_a_fingerprint_are_still_matched_by_the_other_arms(
     assert match.aligned is None
 
 
+def test_with_the_alignment_arm_off_a_crop_is_left_to_the_other_arms(
+    project, history, fashion, ingest, settings
+):
+    settings.REUSE_ALIGNMENT = False
+    images, _ = fashion
+    rng = np.random.default_rng(6)
+    [new] = ingest(project, [edit_tint(edit_crop(photo(images[9]), rng), rng)])
+    assert not ReuseMatch.objects.filter(item_id=new, matched_by="aligned").exists()
+
+
 def test_deny_policy_denies_the_credit_and_dismissing_gives_it_back(
     project, history, fashion, ingest
 ):
