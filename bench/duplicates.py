@@ -110,10 +110,6 @@ def evidence(
     )
 
 
-def subset(ev: reuse.Evidence, mask: np.ndarray) -> reuse.Evidence:
-    return ev.subset(mask)
-
-
 def step_costs(predictor: Predictor, sources: list[bytes], candidates: int = CANDIDATES) -> dict:
     """Milliseconds per image of what the embedding step adds to a prediction batch: the
     features from the same forward pass (predict_and_embed against predict) and the hashes."""
@@ -175,7 +171,7 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
 
     def calibrated(max_false_match: float) -> reuse.Calibration:
         return reuse.calibrate(
-            subset(ev, calibration_part),
+            ev.subset(calibration_part),
             is_copy[calibration_part],
             max_false_match=max_false_match,
         )
@@ -191,7 +187,7 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
         )
 
     def score(mask: np.ndarray) -> dict:
-        part = subset(ev, mask)
+        part = ev.subset(mask)
         copies, kinds = is_copy[mask], all_kinds[mask]
         true, false = reuse.outcome(part, t)
         flagged, _ = reuse.decide(part, t)
@@ -229,7 +225,7 @@ def measure_space(name: str, predictor: Predictor, data: dict, args) -> dict:
     by_setting = {}
     for m in sorted({args.max_false_match, *SETTINGS_SWEPT}):
         other = calibrated(m).thresholds
-        true, false = reuse.outcome(subset(ev, reported), other)
+        true, false = reuse.outcome(ev.subset(reported), other)
         by_setting[str(m)] = {
             "thresholds": other.as_dict(),
             "precision": round(true / (true + false), 4) if true + false else None,

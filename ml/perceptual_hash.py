@@ -10,7 +10,6 @@ Hashes are kept as signed 64-bit integers so any database stores them in a BIGIN
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
 from pathlib import Path
 
 import imagehash
@@ -94,18 +93,6 @@ def image_hashes(source: HashSource) -> tuple[int, int]:
     """``(phash, phash of the border-trimmed image)`` as signed 64-bit integers."""
     image = load_rgb(source)
     return _hash_int(image), _hash_int(trim_borders(image))
-
-
-def batch_hashes(sources: Sequence[HashSource]) -> tuple[np.ndarray, dict[int, str]]:
-    """N×2 int64 hashes (rows of 0 where decoding failed) and the reason per failed index."""
-    out = np.zeros((len(sources), 2), dtype=np.int64)
-    errors: dict[int, str] = {}
-    for i, source in enumerate(sources):
-        try:
-            out[i] = image_hashes(source)
-        except Exception as exc:  # one unreadable image must not fail the batch
-            errors[i] = f"{type(exc).__name__}: {exc}"
-    return out, errors
 
 
 def hamming(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:

@@ -121,10 +121,11 @@ def _best_match(
         else [None] * len(others)
     )
     best = None
+    mine = normalize(vector[None])[0]
     for other, score in zip(others, aligned, strict=True):
         # Exact cosine from the stored vectors (the index's 8-bit copy only ranks).
         theirs = np.frombuffer(bytes(other.vector), dtype=np.float16).astype(np.float32)
-        similarity = float(normalize(vector[None])[0] @ normalize(theirs[None])[0])
+        similarity = float(mine @ normalize(theirs[None])[0])
         hashed = int(hash_distance(_hashes(row), _hashes(other)))
         by_aligned = score is not None and score >= thresholds.aligned
         by_similarity = similarity >= thresholds.similarity
