@@ -270,8 +270,8 @@ EMBEDDING_INDEX_COMPACT_AFTER = int(os.environ.get("EMBEDDING_INDEX_COMPACT_AFTE
 REUSE_SIMILARITY = float(os.environ.get("REUSE_SIMILARITY", 2.0))
 REUSE_HASH_DISTANCE = int(os.environ.get("REUSE_HASH_DISTANCE", 0))
 REUSE_ALIGNED = float(os.environ.get("REUSE_ALIGNED", 0.985))
-# The alignment arm costs a worker ~20-35 ms per new image (bench/duplicates.py); off, a project
-# keeps the embedding and hash arms and the worker's earlier throughput.
+# The alignment arm costs a worker ~5 ms per new image (bench/duplicates.py); off, a project
+# keeps the embedding and hash arms.
 REUSE_ALIGNMENT = env_bool("REUSE_ALIGNMENT", True)
 REUSE_CANDIDATES = int(os.environ.get("REUSE_CANDIDATES", 10))
 REUSE_MAX_FALSE_MATCH = float(os.environ.get("REUSE_MAX_FALSE_MATCH", 0.005))

@@ -96,3 +96,30 @@ def test_calibration_takes_the_alignment_arm_when_only_it_separates_copies():
     # Without alignment scores (rows from before fingerprints) the arm stays off.
     old = reuse.calibrate(reuse.Evidence(similarity, hashes, ok, ok), is_copy)
     assert old.thresholds.aligned == reuse.UNUSED_SCORE
+
+
+def test_the_fast_correlation_equals_the_direct_one_at_every_offset():
+    # The coarse search transforms at the frame's own size (a circular correlation) and reuses
+    # window spreads across templates; both must give what correlating window by window gives.
+    from ml.reuse_verify import _Frames
+
+    rng = np.random.default_rng(3)
+    frames = rng.uniform(0, 255, (3, 32, 32)).astype(np.float32)
+    frames[1, :, 2:30] = 40.3  # flat windows correlate with nothing
+    fast = _Frames(frames, pad=32)
+    for h, w in ((32, 32), (28, 24), (24, 32), (24, 24)):
+        template = rng.uniform(0, 255, (h, w)).astype(np.float32)
+        got = fast.ncc(template)
+        t = template - template.mean()
+        for k in range(3):
+            for y in range(32 - h + 1):
+                for x in range(32 - w + 1):
+                    window = frames[k, y : y + h, x : x + w].astype(np.float64)
+                    window = window - window.mean()
+                    spread = np.sqrt((window * window).sum())
+                    expected = (
+                        0.0
+                        if spread < 1e-6
+                        else (window * t).sum() / spread / np.sqrt((t * t).sum())
+                    )
+                    assert got[k, y, x] == pytest.approx(expected, abs=1e-4)
