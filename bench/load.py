@@ -557,6 +557,8 @@ def run_path(args, target: Target, path: str) -> dict:
 def machine_info(target: Target) -> dict:
     from django.db import connection
 
+    from ml.environment import cpu_model  # ROOT is on sys.path once main() has set Django up
+
     database = "SQLite " + __import__("sqlite3").sqlite_version
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
@@ -576,6 +578,7 @@ def machine_info(target: Target) -> dict:
     return {
         "platform": platform.platform(),
         "python": platform.python_version(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "database": database,
         "git_commit": commit,
