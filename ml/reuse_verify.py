@@ -147,6 +147,14 @@ def _frame(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(image.resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def _centred(template: np.ndarray) -> tuple[np.ndarray, float]:
+    """The template minus its mean, and its norm (0.0 for a flat template, which correlates
+    with nothing)."""
+    t = template - template.mean()
+    norm = float(np.sqrt((t * t).sum()))
+    return t, norm if norm > 1e-6 else 0.0
+
+
 class _Frames:
     """Candidates squeezed into one H×W frame, with what every correlation against them needs
     precomputed: their spectra and their windowed sums (integral images)."""
@@ -190,9 +198,8 @@ class _Frames:
         """Normalised cross-correlation of ``template`` (h×w) with every window of every frame:
         K×(H-h+1)×(W-w+1)."""
         h, w = template.shape
-        t = template - template.mean()
-        t_norm = float(np.sqrt((t * t).sum()))
-        if t_norm <= 1e-6:  # a flat template correlates with nothing
+        t, t_norm = _centred(template)
+        if not t_norm:
             return np.zeros((self.k, self.h - h + 1, self.w - w + 1))
         spectrum = scipy.fft.rfft2(t[::-1, ::-1], s=(self.pad, self.pad))
         full = scipy.fft.irfft2(self.spectra * spectrum, s=(self.pad, self.pad))
@@ -207,11 +214,10 @@ class _Frames:
         ye, xe = min(self.h - h, y0 + slack), min(self.w - w, x0 + slack)
         if ye < ys or xe < xs:
             return np.zeros((0, 0)), (ys, xs)
-        t = template - template.mean()
-        t_norm = float(np.sqrt((t * t).sum()))
+        t, t_norm = _centred(template)
         region = self.frames[0, ys : ye + h, xs : xe + w]
         num = np.einsum("abij,ij->ab", sliding_window_view(region, (h, w)), t)
-        if t_norm <= 1e-6:
+        if not t_norm:
             return np.zeros_like(num), (ys, xs)
         inverse = self.inverse_spread(h, w)[0, ys : ye + 1, xs : xe + 1]
         return num * inverse / t_norm, (ys, xs)
