@@ -78,6 +78,9 @@ def headline(figures: dict) -> dict:
     cfg = figures["config"]
     return {
         "human_answers": figures["answers"],
+        # An expert's decisions on top of the answers: disputes, and flagged evidence labels.
+        "expert_resolutions": figures["expert_resolutions"],
+        "expert_rechecks": figures.get("expert_rechecks", 0),
         "final_accuracy": sources["overall"]["accuracy"],
         "auto_labeled_share": figures["auto_share"],
         "auto_label_accuracy": machine.get("accuracy"),

@@ -229,6 +229,10 @@ INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", 2))
 TRAIN_THREADS = int(os.environ.get("TRAIN_THREADS", 2))
 # Fewest held-out items of a predicted class before it may be auto-labeled at all.
 THRESHOLD_MIN_SUPPORT = int(os.environ.get("THRESHOLD_MIN_SUPPORT", 30))
+# Evidence labels a confident model contradicts go to an expert before they sink a target near
+# the humans' own accuracy (labeling.machine.evidence_recheck); at most this many wait at once,
+# 0 turns it off. Target mode only.
+EVIDENCE_RECHECK_LIMIT = int(os.environ.get("EVIDENCE_RECHECK_LIMIT", 50))
 # The training search (see docs/ml.md for the measurements behind the defaults).
 TRAIN_INPUT_SIZE = int(os.environ.get("TRAIN_INPUT_SIZE", 96))
 TRAIN_TIME_BUDGET_S = float(os.environ.get("TRAIN_TIME_BUDGET_S", 900))

@@ -85,6 +85,7 @@ class Loop(LoopMeasures):
         self.answers_refused = 0
         self.gold_answers = 0
         self.expert_resolutions = 0
+        self.expert_rechecks = 0
         self.gold_seeded = 0
         self.timeline: list[dict] = []
         self.started = time.monotonic()
@@ -185,6 +186,27 @@ class Loop(LoopMeasures):
             self.expert_resolutions += 1
         return len(disputed)
 
+    def resolve_rechecks(self) -> int:
+        """The expert rechecks every flagged label (with the truth) through the recheck API:
+        certification flags the evidence labels a confident model contradicts."""
+        open_ids = []
+        url = "rechecks/?status=open"
+        while url:
+            page = self.api.get(self.admin, url)
+            page.raise_for_status()
+            body = page.json()
+            open_ids += [(row["id"], row["item"]) for row in body["results"]]
+            url = body["next"].split(self.api.base, 1)[1] if body["next"] else None
+        for review_id, item_id in open_ids:
+            response = self.api.post(
+                self.admin,
+                f"rechecks/{review_id}/decide/",
+                json={"label": LABELS[self.truth(item_id)][0]},
+            )
+            response.raise_for_status()
+            self.expert_rechecks += 1
+        return len(open_ids)
+
     def triggers(self) -> None:
         """The periodic jobs beat would run, sent now: a trust refit, the thresholds certified
         again on the evidence that arrived, and the training check."""
@@ -206,6 +228,7 @@ class Loop(LoopMeasures):
             self.gold_seed(fresh)
         answered = self.inspect(self.cfg.answers_per_batch)
         resolved = self.resolve_disputes()
+        rechecked = self.resolve_rechecks()
         self.triggers()
         waited += settle(self.project, timeout=self.cfg.settle_timeout_s)
         row = {
@@ -213,6 +236,7 @@ class Loop(LoopMeasures):
             "uploaded": uploaded,
             "answers_this_period": answered,
             "resolved_this_period": resolved,
+            "rechecked_this_period": rechecked,
             "period_seconds": round(time.monotonic() - t0, 1),
             "waiting_for_worker_seconds": round(waited, 1),
             **self.snapshot(),
@@ -221,6 +245,7 @@ class Loop(LoopMeasures):
         self.log(
             f"[{name}] images {row['images']} finished {row['finished']} "
             f"(machine {row['by_source'].get('machine', 0)}) answers {row['answers']} "
+            f"rechecked {rechecked} "
             f"auto share {row['auto_share']:.1%} accuracy {row['accuracy']} "
             f"models {row['models_trained']}/{row['models_promoted']} t={row['elapsed_s']:.0f}s"
         )

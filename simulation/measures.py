@@ -224,6 +224,7 @@ class LoopMeasures:
             "answers_per_image": round(costs["answers"] / max(len(self.index_of), 1), 4),
             "gold_seeded": self.gold_seeded,
             "expert_resolutions": self.expert_resolutions,
+            "expert_rechecks": self.expert_rechecks,
             "auto_share": round(snapshot["auto_share"], 4),
             "accuracy": sources,
             "live_audit": self.audit_precision(),

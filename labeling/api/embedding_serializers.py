@@ -161,6 +161,8 @@ class LabelReviewSerializer(serializers.ModelSerializer):
             "given_probability",
             "suggested_probability",
             "model_version",
+            "reason",
+            "was_evidence",
             "status",
             "decided_by",
             "decided_at",

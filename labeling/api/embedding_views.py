@@ -238,7 +238,8 @@ class PrototypeDetail(generics.RetrieveAPIView):
     summary="Label rechecks",
 )
 class RecheckList(generics.ListAPIView):
-    """Human labels a confident model contradicts (confident learning), most certain first."""
+    """Human labels a confident model contradicts (confident learning over all human labels, or
+    certification over its evidence: ``reason``), most certain first."""
 
     serializer_class = LabelReviewSerializer
 

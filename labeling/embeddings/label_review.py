@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from labeling.answers import item_finalize, label_for
 from labeling.errors import ServiceError
+from labeling.machine.certification import evidence_items
 from labeling.machine.predictors import heldout_load
 from labeling.models import (
     Item,
@@ -80,6 +81,7 @@ def label_review_run(*, project: Project) -> dict:
     given = np.array([evidence[i][1] for i in ids])
     issues = find_label_issues(probs, given)
     labels = list(project.labels.all())
+    in_evidence = set(evidence_items(project).values_list("pk", flat=True))
     reviewed = set(
         LabelReview.objects.filter(project=project).values_list("item_id", "given_label_id")
     )
@@ -99,6 +101,7 @@ def label_review_run(*, project: Project) -> dict:
                     model_version=model,
                     given_probability=round(float(probs[index, given[index]]), 5),
                     suggested_probability=round(float(probs[index, suggested]), 5),
+                    was_evidence=item_id in in_evidence,
                 )
             created += 1
         except IntegrityError:

@@ -44,11 +44,12 @@ from pathlib import Path
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
+from labeling.machine.evidence_recheck import evidence_recheck_open, evidence_relabeled
 from labeling.machine.predictors import checkpoint_path, heldout_load, predictor_for
-from labeling.models import Item, ItemSource, ModelVersion, Prediction, Project
+from labeling.models import Item, ItemSource, LabelReview, ModelVersion, Prediction, Project
 from ml import overall_scope, thresholds
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,12 @@ def evidence_items(project: Project) -> QuerySet:
     """Human-labeled held-out items whose route to humans did not depend on a confidence, and
     held-out imported labels (never routed here at all)."""
     routed = Q(final_source__in=HUMAN_SOURCES) & (Q(is_calibration=True) | Q(routed_blind=True))
+    # An evidence label an expert rechecked stays evidence whatever its source became.
+    rechecked = Q(final_source=ItemSource.EXPERT) & Exists(
+        LabelReview.objects.filter(item=OuterRef("pk"), was_evidence=True)
+    )
     candidates = Item.objects.filter(project=project, final_label__isnull=False).filter(
-        routed | Q(final_source=ItemSource.IMPORTED)
+        routed | Q(final_source=ItemSource.IMPORTED) | rechecked
     )
     held, _ = held_out_filter(candidates)
     return Item.objects.filter(pk__in=held)
@@ -189,6 +194,7 @@ def certify(
         "confidence": confidence,
         "scope": scope,
         "evidence": int(len(labels)),
+        "relabeled": evidence_relabeled(project),
         "unscored": scored["unscored"],
         "certified_at": timezone.now().isoformat(timespec="seconds"),
     }
@@ -269,7 +275,9 @@ def certify(
 
 
 def model_certify(*, project: Project, model: ModelVersion, predict_missing: bool = True) -> dict:
-    """Certify ``model`` at the project's current settings and store the result."""
+    """Certify ``model`` at the project's current settings and store the result; the evidence
+    labels it contradicts at an acceptable confidence go to an expert (``evidence_recheck``),
+    and their answers lead to certifying again (:func:`thresholds_recertify`)."""
     record = certify(
         project,
         model,
@@ -280,6 +288,12 @@ def model_certify(*, project: Project, model: ModelVersion, predict_missing: boo
     )
     ModelVersion.objects.filter(pk=model.pk).update(thresholds=record)
     model.thresholds = record
+    if record["evidence"]:
+        # Scored already by certify (cached or stored), so nothing is predicted twice.
+        scored = evidence_scores(project, model, predict_missing=False)
+        evidence_recheck_open(
+            project=project, model=model, scored=scored, floor=threshold_floor(project)
+        )
     return record
 
 
@@ -297,7 +311,13 @@ def thresholds_recertify(*, project: Project) -> bool:
         and stored.get("confidence") == project.threshold_confidence
         and stored.get("scope") == project.threshold_scope
     )
-    if settings_same and grown < max(RECERTIFY_AFTER, 0.1 * stored.get("evidence", 0)):
+    # An expert corrected evidence labels since: even one can decide the walk near the target.
+    relabeled = evidence_relabeled(project) != stored.get("relabeled", 0)
+    if (
+        settings_same
+        and not relabeled
+        and grown < max(RECERTIFY_AFTER, 0.1 * stored.get("evidence", 0))
+    ):
         return False
     before = stored.get("per_class")
     record = model_certify(project=project, model=model)

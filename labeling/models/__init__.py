@@ -17,6 +17,7 @@ from labeling.models.embeddings import (
     PrototypeStatus,
     ReuseMatch,
     ReuseStatus,
+    ReviewReason,
     ReviewStatus,
     SpaceStatus,
 )
@@ -46,6 +47,7 @@ __all__ = [
     "ReuseMatch",
     "ReusePolicy",
     "ReuseStatus",
+    "ReviewReason",
     "ReviewStatus",
     "SpaceStatus",
     "AssignmentStatus",

@@ -222,11 +222,19 @@ class ReviewStatus(models.TextChoices):
     RELABELED = "relabeled", "Label changed"
 
 
+class ReviewReason(models.TextChoices):
+    LABEL_ERROR = "label_error", "Confident learning over the human labels"
+    EVIDENCE = "evidence", "Certification evidence a confident model contradicts"
+
+
 class LabelReview(TimeStamped):
-    """A final human label that a confident model contradicts (confident learning): an expert
-    rechecks it."""
+    """A final human label that a confident model contradicts: an expert rechecks it. Raised by
+    confident learning over all human labels (``labeling.embeddings.label_review``) or, for the
+    evidence thresholds are certified on, by certification itself
+    (``labeling.machine.evidence_recheck``)."""
 
     Status = ReviewStatus
+    Reason = ReviewReason
 
     project = models.ForeignKey(
         "labeling.Project", on_delete=models.CASCADE, related_name="label_reviews"
@@ -243,6 +251,13 @@ class LabelReview(TimeStamped):
     )
     given_probability = models.FloatField()
     suggested_probability = models.FloatField()
+    reason = models.CharField(
+        max_length=12, choices=ReviewReason.choices, default=ReviewReason.LABEL_ERROR
+    )
+    # The item was certification evidence when flagged: an expert's label keeps it there (an
+    # imported label that an expert corrects would otherwise drop out of the evidence, and
+    # removing exactly the corrected items would bias it).
+    was_evidence = models.BooleanField(default=False)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.OPEN)
     decided_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -256,4 +271,5 @@ class LabelReview(TimeStamped):
                 fields=["item"], condition=models.Q(status="open"), name="review_one_open"
             ),
             choices_check("status", ReviewStatus, "review_status_valid"),
+            choices_check("reason", ReviewReason, "review_reason_valid"),
         ]
