@@ -184,6 +184,10 @@ class ReviewRunSerializer(serializers.Serializer):
 class SpaceSerializer(serializers.Serializer):
     name = serializers.CharField()
     status = serializers.CharField()
+    used_for = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="reused photos (photo space); similar images, prototypes (label space)",
+    )
     model_version = serializers.IntegerField(allow_null=True)
     dim = serializers.IntegerField()
     rows = serializers.IntegerField()
@@ -195,6 +199,6 @@ class SpaceSerializer(serializers.Serializer):
 
 class EmbeddingStateSerializer(serializers.Serializer):
     items = serializers.IntegerField()
-    embedded = serializers.IntegerField(help_text="Items with a vector in the active space")
+    embedded = serializers.IntegerField(help_text="Items with a vector in the label space")
     reused = serializers.IntegerField()
     spaces = SpaceSerializer(many=True)

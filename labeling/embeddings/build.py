@@ -1,5 +1,5 @@
 """Building an embedding space: embed every image of the project with the space's network,
-calibrate the reused-photo rule on the project's own images, then hand over.
+calibrate the reused-photo rule on the project's own images (photo space), then hand over.
 
 Resumable and idempotent: each pass embeds only the images the space lacks, so a crashed build
 (or a redelivered task) picks up where it stopped, and the old space serves until the hand-over.
@@ -147,11 +147,17 @@ def reuse_calibrate(*, space: EmbeddingSpace, seed: int = 0) -> dict | None:
 
 
 def space_activate(*, space: EmbeddingSpace) -> EmbeddingSpace:
-    """Make a built space the project's active one; retire and empty the old one."""
+    """Make a built space active; retire and empty the one of its kind it replaces (a model's
+    space replaces the previous model's, a photo space an older photo space), never the other
+    kind."""
     with transaction.atomic():
         old = list(
             EmbeddingSpace.objects.select_for_update()
-            .filter(project_id=space.project_id, status=SpaceStatus.ACTIVE)
+            .filter(
+                project_id=space.project_id,
+                status=SpaceStatus.ACTIVE,
+                model_version__isnull=space.model_version_id is None,
+            )
             .exclude(pk=space.pk)
         )
         EmbeddingSpace.objects.filter(pk__in=[o.pk for o in old]).update(status=SpaceStatus.RETIRED)
@@ -177,13 +183,15 @@ def space_build(*, space_id: int) -> EmbeddingSpace | None:
     if space is None or space.status == SpaceStatus.RETIRED:
         return space
     building = space.status == SpaceStatus.BUILDING
+    photos = space.model_version_id is None  # reused photos are looked for in this space
     embedded = space_fill(space=space)
-    if building or not space.reuse_calibration:
+    if photos and (building or not space.reuse_calibration):
         reuse_calibrate(space=space)
     index_compact(space, rebuild=building)
     if building:
         space = space_activate(space=space)
         prototypes_rebuild(project=space.project)
+    if building and photos:
         # Images that arrived during the build were embedded here but not yet checked.
         late = list(
             Embedding.objects.filter(

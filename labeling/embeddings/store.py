@@ -21,10 +21,12 @@ def embeddings_save(
     owners: list[Item] | list[CatalogImage],
     vectors: np.ndarray,
     sources: list[bytes],
+    signatures: tuple | None = None,
 ) -> list[Embedding]:
     """Store the vectors (rows with NaN are skipped), hashes and fingerprints; existing rows
-    are kept."""
-    hashes, prints, hash_errors = batch_signatures(sources)
+    are kept. ``signatures``: ``batch_signatures(sources)`` when the caller has them already
+    (one batch saved in two spaces computes them once)."""
+    hashes, prints, hash_errors = signatures or batch_signatures(sources)
     catalog = bool(owners) and isinstance(owners[0], CatalogImage)
     rows = []
     for i, owner in enumerate(owners):

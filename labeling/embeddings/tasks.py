@@ -8,7 +8,7 @@ from labeling import dispatch
 from labeling.embeddings.build import space_build
 from labeling.embeddings.label_review import label_review_run
 from labeling.embeddings.prototypes import prototype_build
-from labeling.embeddings.spaces import space_active, space_current
+from labeling.embeddings.spaces import photo_space_open
 from labeling.embeddings.store import owners_embed
 from labeling.models import CatalogImage, EmbeddingSpace, Project, SpaceStatus
 
@@ -28,18 +28,18 @@ def build_embedding_space(space_id: int) -> str:
 
 @shared_task(name=dispatch.EMBED_CATALOG, **RETRY)
 def embed_catalog_images(project_id: int, catalog_ids: list[int]) -> int:
-    """Embed new catalog photos in the active space and in a space being built."""
+    """Embed new catalog photos in the photo space (opened if no image was embedded yet),
+    where reused photos are looked for, and in the model's spaces (similar-image search shows
+    them)."""
     project = Project.objects.filter(pk=project_id).first()
     if project is None:
         return 0
     photos = list(CatalogImage.objects.filter(project=project, pk__in=catalog_ids))
-    spaces = list(
+    spaces = {photo_space_open(project)} | set(
         EmbeddingSpace.objects.filter(
             project=project, status__in=(SpaceStatus.ACTIVE, SpaceStatus.BUILDING)
         )
     )
-    if not spaces:
-        spaces = [space_current(project)]  # no image embedded yet: the catalog opens it
     return sum(len(owners_embed(space=space, owners=photos)) for space in spaces)
 
 
@@ -67,9 +67,7 @@ def review_all_projects() -> int:
 def fill_active_spaces() -> int:
     """Embed what the prediction batches missed (an embedding step that failed)."""
     count = 0
-    for project in Project.objects.all():
-        space = space_active(project)
-        if space is not None:
-            build_embedding_space.delay(space.pk)
-            count += 1
+    for space in EmbeddingSpace.objects.filter(status=SpaceStatus.ACTIVE):
+        build_embedding_space.delay(space.pk)
+        count += 1
     return count

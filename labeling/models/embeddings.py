@@ -14,9 +14,11 @@ class SpaceStatus(models.TextChoices):
 
 
 class EmbeddingSpace(TimeStamped):
-    """The vectors one network makes: the active model's penultimate features, or the ImageNet
-    backbone's while a project has no model. Vectors of different spaces are never compared; a
-    new model's space is built (every image embedded again) before it replaces the old one."""
+    """The vectors one network makes: the ImageNet backbone's (the photo space, where reused
+    photos are looked for; ``model_version`` null) or a model's penultimate features (the label
+    space, for similar images and prototypes). Vectors of different spaces are never compared; a
+    new model's space is built (every image embedded again) before it replaces the old one
+    (``labeling.embeddings.spaces``)."""
 
     Status = SpaceStatus
 
@@ -40,8 +42,12 @@ class EmbeddingSpace(TimeStamped):
         ordering = ["project", "-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["project", "name"], name="space_unique_name"),
+            # One active model space (the label space); the photo space (ImageNet, no model)
+            # stays active beside it.
             models.UniqueConstraint(
-                fields=["project"], condition=models.Q(status="active"), name="space_one_active"
+                fields=["project"],
+                condition=models.Q(status="active", model_version__isnull=False),
+                name="space_one_active_model",
             ),
             choices_check("status", SpaceStatus, "space_status_valid"),
         ]

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandError
 from labeling.embeddings.build import reuse_calibrate, space_build
 from labeling.embeddings.index import index_compact
 from labeling.embeddings.label_review import label_review_run
-from labeling.embeddings.spaces import space_active
+from labeling.embeddings.spaces import photo_space
 from labeling.embeddings.state import embedding_state
 from labeling.models import EmbeddingSpace, Project, SpaceStatus
 
@@ -40,11 +40,15 @@ class Command(BaseCommand):
                 built = space_build(space_id=space.pk)
                 self.stdout.write(f"{built.name}: {built.status}, {built.progress}")
             return
-        space = space_active(target)
-        if space is None:
-            raise CommandError("The project has no embedded image yet.")
         if action == "reindex":
-            self.stdout.write(json.dumps(index_compact(space, rebuild=True)))
+            spaces = list(EmbeddingSpace.objects.filter(project=target, status=SpaceStatus.ACTIVE))
+            if not spaces:
+                raise CommandError("The project has no embedded image yet.")
+            for space in spaces:
+                self.stdout.write(json.dumps(index_compact(space, rebuild=True)))
         else:
+            space = photo_space(target)
+            if space is None:
+                raise CommandError("The project has no embedded image yet.")
             result = reuse_calibrate(space=space)
             self.stdout.write(json.dumps(result) if result else "Too few images: defaults kept.")
