@@ -166,16 +166,20 @@ class Loop(LoopMeasures):
     def difficulty_of(self, item_id: int) -> float:
         return float(self.difficulty[self.index_of[item_id]])
 
-    def resolve_disputes(self) -> int:
-        """The expert decides every disputed image (with the truth) through the resolve API."""
-        disputed = []
-        url = "items/?status=disputed"
+    def all_pages(self, url: str) -> list[dict]:
+        """Every row of a paginated API list, as the admin."""
+        rows = []
         while url:
             page = self.api.get(self.admin, url)
             page.raise_for_status()
             body = page.json()
-            disputed += [row["id"] for row in body["results"]]
+            rows += body["results"]
             url = body["next"].split(self.api.base, 1)[1] if body["next"] else None
+        return rows
+
+    def resolve_disputes(self) -> int:
+        """The expert decides every disputed image (with the truth) through the resolve API."""
+        disputed = [row["id"] for row in self.all_pages("items/?status=disputed")]
         for item_id in disputed:
             response = self.api.post(
                 self.admin,
@@ -189,14 +193,7 @@ class Loop(LoopMeasures):
     def resolve_rechecks(self) -> int:
         """The expert rechecks every flagged label (with the truth) through the recheck API:
         certification flags the evidence labels a confident model contradicts."""
-        open_ids = []
-        url = "rechecks/?status=open"
-        while url:
-            page = self.api.get(self.admin, url)
-            page.raise_for_status()
-            body = page.json()
-            open_ids += [(row["id"], row["item"]) for row in body["results"]]
-            url = body["next"].split(self.api.base, 1)[1] if body["next"] else None
+        open_ids = [(row["id"], row["item"]) for row in self.all_pages("rechecks/?status=open")]
         for review_id, item_id in open_ids:
             response = self.api.post(
                 self.admin,

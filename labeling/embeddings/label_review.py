@@ -8,12 +8,13 @@ and the active model's held-out predictions saved after its training.
 
 import numpy as np
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from labeling.answers import item_finalize, label_for
 from labeling.errors import ServiceError
 from labeling.machine.certification import evidence_items
+from labeling.machine.evidence_recheck import recheck_open
 from labeling.machine.predictors import heldout_load
 from labeling.models import (
     Item,
@@ -23,6 +24,7 @@ from labeling.models import (
     Prediction,
     PredictionDecision,
     Project,
+    ReviewReason,
     ReviewStatus,
 )
 from ml.label_errors import find_label_issues
@@ -91,21 +93,17 @@ def label_review_run(*, project: Project) -> dict:
         given_label = labels[given[index]]
         if (item_id, given_label.pk) in reviewed:
             continue
-        try:
-            with transaction.atomic():
-                LabelReview.objects.create(
-                    project=project,
-                    item_id=item_id,
-                    given_label=given_label,
-                    suggested_label=labels[suggested],
-                    model_version=model,
-                    given_probability=round(float(probs[index, given[index]]), 5),
-                    suggested_probability=round(float(probs[index, suggested]), 5),
-                    was_evidence=item_id in in_evidence,
-                )
-            created += 1
-        except IntegrityError:
-            continue  # an open review of this item exists already
+        created += recheck_open(
+            project=project,
+            item_id=item_id,
+            given_label=given_label,
+            suggested_label=labels[suggested],
+            model=model,
+            given_probability=float(probs[index, given[index]]),
+            suggested_probability=float(probs[index, suggested]),
+            reason=ReviewReason.LABEL_ERROR,
+            was_evidence=item_id in in_evidence,
+        )
     return {"checked": len(ids), "flagged": created, "model_version": model.version}
 
 

@@ -22,7 +22,14 @@ import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from labeling.models import LabelReview, ModelVersion, Project, ReviewReason, ReviewStatus
+from labeling.models import (
+    Label,
+    LabelReview,
+    ModelVersion,
+    Project,
+    ReviewReason,
+    ReviewStatus,
+)
 
 
 def evidence_recheck_open(
@@ -72,23 +79,50 @@ def evidence_recheck_open(
         item_id = int(ids[index])
         if given_label is None or (item_id, given_label.pk) in reviewed:
             continue
-        try:
-            with transaction.atomic():
-                LabelReview.objects.create(
-                    project=project,
-                    item_id=item_id,
-                    given_label=given_label,
-                    suggested_label=suggested,
-                    model_version=model,
-                    given_probability=round(float(probs[index, given[index]]), 5),
-                    suggested_probability=round(float(confidence[index]), 5),
-                    reason=ReviewReason.EVIDENCE,
-                    was_evidence=True,
-                )
-            opened += 1
-        except IntegrityError:
-            continue  # an open review of this item exists already (confident learning's)
+        opened += recheck_open(
+            project=project,
+            item_id=item_id,
+            given_label=given_label,
+            suggested_label=suggested,
+            model=model,
+            given_probability=float(probs[index, given[index]]),
+            suggested_probability=float(confidence[index]),
+            reason=ReviewReason.EVIDENCE,
+            was_evidence=True,
+        )
     return opened
+
+
+def recheck_open(
+    *,
+    project: Project,
+    item_id: int,
+    given_label: Label,
+    suggested_label: Label,
+    model: ModelVersion,
+    given_probability: float,
+    suggested_probability: float,
+    reason: str,
+    was_evidence: bool,
+) -> bool:
+    """Put one label in the expert recheck queue (both flaggers come here); False when an open
+    recheck of the item exists already (one at a time per item)."""
+    try:
+        with transaction.atomic():
+            LabelReview.objects.create(
+                project=project,
+                item_id=item_id,
+                given_label=given_label,
+                suggested_label=suggested_label,
+                model_version=model,
+                given_probability=round(given_probability, 5),
+                suggested_probability=round(suggested_probability, 5),
+                reason=reason,
+                was_evidence=was_evidence,
+            )
+    except IntegrityError:
+        return False
+    return True
 
 
 def evidence_relabeled(project: Project) -> int:
