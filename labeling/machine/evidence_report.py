@@ -17,7 +17,16 @@ from django.utils import timezone
 
 from labeling.costs import answer_cost
 from labeling.machine.certification import evidence_items, evidence_scores
-from labeling.models import Annotation, Item, ItemSource, ModelVersion, Project
+from labeling.models import (
+    Annotation,
+    Item,
+    ItemSource,
+    LabelReview,
+    ModelVersion,
+    Project,
+    ReviewReason,
+    ReviewStatus,
+)
 from ml import overall_scope
 
 # Targets the guarantee curve is drawn at (the admin's own target is added).
@@ -62,18 +71,23 @@ def calibration_cost(*, project: Project, share: float | None = None) -> dict:
 
 def evidence_summary(*, project: Project) -> dict:
     """Counts behind the certification: calibration items drawn and labeled, blind items held
-    out, and the evidence in all."""
+    out, the evidence in all, and its labels in the expert recheck queue."""
     drawn = Item.objects.filter(project=project, is_calibration=True).aggregate(
         n=Count("pk"),
     )["n"]
     evidence = evidence_items(project)
     labeled_calibration = evidence.filter(is_calibration=True).count()
     total = evidence.count()
+    rechecks = LabelReview.objects.filter(project=project, reason=ReviewReason.EVIDENCE)
     return {
         "calibration_drawn": drawn,
         "calibration_labeled": labeled_calibration,
         "blind_labeled": total - labeled_calibration,
         "evidence": total,
+        # Evidence labels a confident model contradicts (labeling.machine.evidence_recheck):
+        # waiting for an expert (counted as they are until then), and corrected so far.
+        "rechecks_open": rechecks.filter(status=ReviewStatus.OPEN).count(),
+        "rechecks_relabeled": rechecks.filter(status=ReviewStatus.RELABELED).count(),
     }
 
 

@@ -6,6 +6,7 @@ import json
 
 import pytest
 from django.contrib.auth.models import User
+from django.test import Client
 
 from labeling.embeddings.label_review import label_review_decide
 from labeling.machine.certification import (
@@ -16,6 +17,7 @@ from labeling.machine.certification import (
     thresholds_recertify,
 )
 from labeling.manifests import GT_TYPE, manifest_import
+from labeling.members import member_add
 from labeling.models import Item, ItemSource, LabelReview, Project, ReviewReason, ReviewStatus
 from tests.machine.fixtures import SHAPES, install_model, shape_png, shapes_project
 
@@ -99,11 +101,18 @@ def test_wrong_evidence_labels_go_to_an_expert_and_their_answers_are_certified_o
     }
     assert wrong_ones & {r.item_id for r in flagged}
 
-    # while they wait, nothing is certified again and the labels count as they are
+    # while they wait, nothing is certified again and the labels count as they are; the
+    # Thresholds page says so and links to the queue
     assert thresholds_recertify(project=project) is False
+    expert = User.objects.create_user("expert")
+    member_add(project=project, user=expert, role="admin")
+    client = Client()
+    client.force_login(expert)
+    page = client.get(f"/p/{project.slug}/thresholds/").content.decode()
+    assert f"{len(flagged)}</strong> evidence labels the model contradicts wait" in page
+    assert f"/p/{project.slug}/recheck/" in page
 
     # when an expert gives the right label to each
-    expert = User.objects.create_user("expert")
     for review in flagged:
         item = Item.objects.get(pk=review.item_id)
         label_review_decide(
@@ -129,6 +138,8 @@ def test_wrong_evidence_labels_go_to_an_expert_and_their_answers_are_certified_o
     # and a label the expert already answered is not flagged again
     assert model_certify(project=project, model=model)
     assert not LabelReview.objects.filter(project=project, status=ReviewStatus.OPEN).exists()
+    page = client.get(f"/p/{project.slug}/thresholds/").content.decode()
+    assert f"Experts have corrected {len(flagged)} evidence labels" in page
 
 
 def test_at_most_the_limit_waits_most_confident_first_and_manual_mode_flags_none(
