@@ -24,8 +24,8 @@ DEFAULT_DTYPE = "i8"
 CONNECTIVITY = 16  # HNSW's M: edges per node; 16 is the usual trade of memory for recall
 EXPANSION_ADD = 64  # ef_construction: 128 doubled insert time for no recall gain on duplicates
 # ef at query time (raised to k when a caller asks for more). bench/embedding_index.py at a
-# million vectors: recall@1 of a near-copy's original 0.70 at 96, 0.84 at 256, 0.88 at 512
-# (the exact search finds all of them), query p95 1.3 / 2.1 / 3.0 ms on 2 cores.
+# million vectors: recall@1 of a near-copy's original 0.71 at 96, 0.84 at 256, 0.89 at 512
+# (the exact search finds all of them), query p95 1.3 / 2.1 / 2.9 ms on 2 cores.
 EXPANSION_SEARCH = 512
 
 

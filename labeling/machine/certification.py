@@ -183,11 +183,14 @@ def certify(
     confidence: float,
     scope: str,
     predict_missing: bool,
+    scored: dict[str, np.ndarray] | None = None,
 ) -> dict:
     """Thresholds for ``model`` certified on the project's evidence in ``scope``: the record
-    stored as ``ModelVersion.thresholds`` (per class, evidence size, the rule's details)."""
+    stored as ``ModelVersion.thresholds`` (per class, evidence size, the rule's details).
+    ``scored``: the evidence as :func:`evidence_scores` gave it, when the caller has it."""
     names = model.metrics.get("class_names") or project.label_names()
-    scored = evidence_scores(project, model, predict_missing=predict_missing)
+    if scored is None:
+        scored = evidence_scores(project, model, predict_missing=predict_missing)
     probs, labels = scored["probs"], scored["labels"]
     record = {
         "target": target,
@@ -278,6 +281,8 @@ def model_certify(*, project: Project, model: ModelVersion, predict_missing: boo
     """Certify ``model`` at the project's current settings and store the result; the evidence
     labels it contradicts at an acceptable confidence go to an expert (``evidence_recheck``),
     and their answers lead to certifying again (:func:`thresholds_recertify`)."""
+    # Scored once, for the certification and for the rechecks it raises.
+    scored = evidence_scores(project, model, predict_missing=predict_missing)
     record = certify(
         project,
         model,
@@ -285,15 +290,12 @@ def model_certify(*, project: Project, model: ModelVersion, predict_missing: boo
         confidence=project.threshold_confidence,
         scope=project.threshold_scope,
         predict_missing=predict_missing,
+        scored=scored,
     )
     ModelVersion.objects.filter(pk=model.pk).update(thresholds=record)
     model.thresholds = record
-    if record["evidence"]:
-        # Scored already by certify (cached or stored), so nothing is predicted twice.
-        scored = evidence_scores(project, model, predict_missing=False)
-        evidence_recheck_open(
-            project=project, model=model, scored=scored, floor=threshold_floor(project)
-        )
+    floor = threshold_floor(project)
+    evidence_recheck_open(project=project, model=model, scored=scored, floor=floor)
     return record
 
 

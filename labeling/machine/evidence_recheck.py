@@ -63,8 +63,7 @@ def evidence_recheck_open(
     if len(contradicted) == 0:
         return 0
     contradicted = contradicted[np.argsort(-confidence[contradicted], kind="stable")]
-    labels = list(project.labels.all())
-    by_position = {label.position: label for label in labels}
+    by_position = {label.position: label for label in project.labels.all()}
     reviewed = set(
         LabelReview.objects.filter(
             project=project, item_id__in=ids[contradicted].tolist()
@@ -75,9 +74,9 @@ def evidence_recheck_open(
         if opened >= room:
             break
         given_label = by_position.get(int(given[index]))
-        suggested = labels[int(predicted[index])]
+        suggested = by_position.get(int(predicted[index]))
         item_id = int(ids[index])
-        if given_label is None or (item_id, given_label.pk) in reviewed:
+        if given_label is None or suggested is None or (item_id, given_label.pk) in reviewed:
             continue
         opened += recheck_open(
             project=project,
