@@ -1,8 +1,9 @@
 """Batch inference: ``Predictor.load(checkpoint_dir).predict(images)``.
 
-Calibrated probabilities come out (the checkpoint's temperature is applied), which is what the
-routing thresholds were chosen on. A stored image that cannot be decoded gets an error entry for
-its index and a row of NaNs; the rest of the batch is predicted as usual.
+Calibrated probabilities come out (the checkpoint's temperature, then its per class map when it
+has one: ``ml.calibration``), which is what the routing thresholds were chosen on. A stored image
+that cannot be decoded gets an error entry for its index and a row of NaNs; the rest of the batch
+is predicted as usual.
 
 ``Predictor.score(images)`` also returns what the shift check (``ml.shift``) compares with the
 model's reference: the penultimate features and the input's image statistics, from the same
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from ml import thresholds as routing
+from ml.calibration import ClassCalibration, calibrated
 from ml.checkpoint import load_checkpoint
 from ml.embeddings import normalize as normalize_rows
 from ml.factory import DEFAULT_ARCHITECTURE, create_model, preprocess_config
@@ -64,6 +66,7 @@ class Predictor:
         class_names: Sequence[str],
         *,
         temperature: float = 1.0,
+        class_calibration: ClassCalibration | None = None,
         thresholds: Sequence[float | None] | None = None,
         config: dict | None = None,
         num_threads: int | None = 2,
@@ -77,6 +80,12 @@ class Predictor:
         self.preprocess = preprocess
         self.class_names = list(class_names)
         self.temperature = float(temperature)
+        if class_calibration is not None and len(class_calibration.slopes) != len(class_names):
+            raise ValueError(
+                f"class_calibration has {len(class_calibration.slopes)} class maps for "
+                f"{len(class_names)} classes"
+            )
+        self.class_calibration = class_calibration
         self.thresholds = list(thresholds) if thresholds is not None else None
         self.config = config or {}
         self.shift: ShiftReference | None = None  # set by load() when the checkpoint has one
@@ -92,6 +101,12 @@ class Predictor:
             PreprocessConfig.from_dict(config["preprocess"]),
             config["class_names"],
             temperature=config.get("temperature", 1.0),
+            # Checkpoints from before per class calibration (or from elsewhere) have none.
+            class_calibration=(
+                ClassCalibration.from_list(config["class_calibration"])
+                if config.get("class_calibration")
+                else None
+            ),
             thresholds=config.get("thresholds", {}).get("per_class"),
             config=config,
             num_threads=num_threads,
@@ -175,7 +190,9 @@ class Predictor:
             logits, features = self.logits_and_features(normalize(batch, self.preprocess))
             features_out[indices] = features.numpy()
             logits_out[indices] = logits.double().numpy()
-            probs[indices] = torch.softmax(logits.double() / self.temperature, dim=1).numpy()
+            probs[indices] = calibrated(
+                logits.double().numpy(), self.temperature, self.class_calibration
+            )
             stats_out[indices] = image_statistics(batch)
         return Scored(probs, logits_out, features_out, stats_out, errors)
 

@@ -110,6 +110,8 @@ class TrainResult:
     # Validation logits (before temperature) and labels, for callers that study thresholds.
     val_logits: np.ndarray | None = None
     val_labels: np.ndarray | None = None
+    # The per class map after the temperature (ml.calibration), as saved in config.json.
+    class_calibration: calibration.ClassCalibration | None = None
 
 
 class TrainingError(RuntimeError):
@@ -348,7 +350,11 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     for p in model.parameters():
         p.requires_grad_(False)
     temperature = calibration.fit_temperature(logits, val_labels_np)
-    probs = calibration.softmax(logits, temperature)
+    # Then per predicted class (ml.calibration): what the floor and the thresholds read.
+    class_calibration = calibration.fit_class_calibration(
+        calibration.softmax(logits, temperature), val_labels_np
+    )
+    probs = calibration.calibrated(logits, temperature, class_calibration)
     metrics = evaluation_metrics(
         probs,
         val_labels_np,
@@ -371,6 +377,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         "num_classes": k,
         "preprocess": pre.to_dict(),
         "temperature": temperature,
+        "class_calibration": class_calibration.to_list(),
         "trainable_blocks": depth,
         "hyperparameters": {
             "learning_rate": best["lr"],
@@ -438,6 +445,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         model=model.eval(),
         val_logits=logits,
         val_labels=val_labels_np,
+        class_calibration=class_calibration,
     )
 
 

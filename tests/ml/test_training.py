@@ -74,6 +74,7 @@ def test_checkpoint_is_complete_with_its_resolved_config(trained):
     assert config["preprocess"]["input_size"] == 32
     assert config["preprocess"]["mean"] == [0.5, 0.5, 0.5]
     assert config["temperature"] == pytest.approx(result.temperature)
+    assert config["class_calibration"] == result.class_calibration.to_list()
     assert config["trainable_blocks"] in (1, 2)
     assert [t["trainable_blocks"] for t in config["trials"]] == [2, 1]
     assert config["thresholds"]["per_class"] == result.thresholds
@@ -85,7 +86,11 @@ def test_checkpoint_reloads_to_the_same_predictions(trained, shape_samples):
     images = [s for s, _ in shape_samples[:9]]
     reloaded = Predictor.load(out)
     in_memory = Predictor(
-        result.model, reloaded.preprocess, list(SHAPES), temperature=result.temperature
+        result.model,
+        reloaded.preprocess,
+        list(SHAPES),
+        temperature=result.temperature,
+        class_calibration=result.class_calibration,
     )
     np.testing.assert_allclose(
         reloaded.predict(images).probs, in_memory.predict(images).probs, atol=1e-6
