@@ -113,6 +113,17 @@ def audit_rates(*, project: Project, model_version_id: int) -> dict[str, float]:
     return rates
 
 
+def audit_top_up_rate(rate: float, calibration_share: float) -> float:
+    """The audit draw among would-be auto-labels the calibration draw left to the machine, so
+    that humans check ``rate`` of them in all. A calibration draw ignores the image, so the
+    would-be auto-labels it takes are a uniform sample of them, exactly what the audit needs;
+    they are audited (``labeling.machine.predict``), and a second, independent draw only makes
+    up the difference: ``share + (1 − share) · top_up = rate`` (0 once the share covers it)."""
+    if calibration_share >= rate:
+        return 0.0
+    return (rate - calibration_share) / (1.0 - calibration_share)
+
+
 def audit_record(*, item: Item) -> None:
     """Called when an audited item gets its human label: update its class's sequential test, and
     pause the class (sending its recent auto-labels back) if the test now rejects it."""

@@ -4,7 +4,8 @@ Routing rule (DESIGN.md): an item is auto-labeled when its calibrated confidence
 predicted class's accept threshold, unless that class is paused by the live audit or its review
 credit falls between the two credit thresholds; otherwise it goes to the human queue. A random
 ``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision
-(more of a suspect class: ``labeling.machine.audit.audit_rates``). The shift guard
+(more of a suspect class: ``labeling.machine.audit.audit_rates``); calibration draws among them
+count towards that share. The shift guard
 (``labeling.machine.shift_guard``) sends images unlike the model's calibration images to humans
 and pauses the project on a sustained shift.
 
@@ -28,7 +29,7 @@ from labeling.credits import credit_decide, credited_label
 from labeling.dispatch import prediction_queue
 from labeling.embeddings.prototypes import model_labels
 from labeling.embeddings.record import BatchEmbeddings, batch_embeddings_record
-from labeling.machine.audit import audit_rates
+from labeling.machine.audit import audit_rates, audit_top_up_rate
 from labeling.machine.certification import project_thresholds
 from labeling.machine.predictors import class_names_mismatch, predictor_for
 from labeling.machine.shift_guard import shift_guard_open
@@ -318,7 +319,9 @@ def _route_one(
         label = prototype.label
         confidence = 1.0 - prototype.distance if prototype.distance is not None else 0.0
     first_route = item.status == ItemStatus.NEW
-    if first_route and calibration_draw(project=project, rng=rng):
+    drawn = first_route and calibration_draw(project=project, rng=rng)
+    would_auto = auto and not to_humans
+    if drawn:
         item.is_calibration = True
         auto = False
     item.routed_blind = _blind(item, first_route=first_route, thresholds=thresholds)
@@ -337,7 +340,19 @@ def _route_one(
         # A reused photo's credit waits for an admin's look at the pair, not for inspectors.
         credit_pending = credit is not None and credit.outcome == "pending" and not item.reused
     auto = auto and not to_humans
-    if auto and not credit_pending and rng.random() < rates.get(label.name, project.audit_rate):
+    if drawn and would_auto and not credit_pending:
+        # The calibration draw ignored the image, so among would-be auto-labels it is a uniform
+        # draw too: the same human answer is the live audit's sample (audit_top_up_rate).
+        decision = PredictionDecision.AUDIT
+    elif (
+        auto
+        and not credit_pending
+        and rng.random()
+        < audit_top_up_rate(
+            rates.get(label.name, project.audit_rate),
+            project.calibration_share if first_route else 0.0,
+        )
+    ):
         decision = PredictionDecision.AUDIT
     elif auto and not credit_pending:
         decision = PredictionDecision.AUTO_LABELED

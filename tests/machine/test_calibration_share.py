@@ -9,6 +9,7 @@ import pytest
 from scipy import stats
 
 from labeling.answers import item_finalize, item_prior
+from labeling.machine.audit import audit_top_up_rate, live_precision
 from labeling.machine.certification import evidence_items, item_held_out, model_certify
 from labeling.machine.predict import items_predict, project_repredict
 from labeling.machine.promotion import model_promote
@@ -203,3 +204,49 @@ def test_an_imported_history_is_evidence_on_its_held_out_side(tiny_checkpoint, t
     model = install_model(project, tiny_checkpoint)
     record = model_certify(project=project, model=model)
     assert record["evidence"] == len(held)
+
+
+def test_a_calibration_draw_the_model_would_have_auto_labeled_is_also_its_audit(
+    tiny_checkpoint, settings
+):
+    # given a model that would auto-label every image, a 30 % calibration share and a 30 % audit
+    project = shapes_project(audit_rate=0.3, gold_rate=0.0)
+    model = sure_model(project, tiny_checkpoint, settings, share=0.3)
+    ids = add_shapes(project, 200, offset=8000, queue_prediction=False)
+
+    # when the worker routes them
+    items_predict(item_ids=ids, rng=random.Random(5))
+
+    # then every calibration draw is audited as well, and no second audit is drawn on top: humans
+    # check about 30 % of the would-be auto-labels, not 51 %
+    items = Item.objects.filter(pk__in=ids)
+    drawn = items.filter(is_calibration=True)
+    assert drawn.exists() and set(drawn.values_list("is_audit", flat=True)) == {True}
+    assert not items.filter(is_calibration=False, is_audit=True).exists()
+    n = items.filter(status=ItemStatus.QUEUED).count()
+    assert stats.binomtest(n, 200, 0.3).pvalue > 0.001, n
+
+    # and a human label on one counts in the live audit of the model's class
+    item = drawn.first()
+    machine = Prediction.objects.get(item=item, model_version=model).label.name
+    wrong = project.labels.exclude(name=machine).first()
+    item_finalize(item=item, label=wrong, source=ItemSource.CONSENSUS, confidence=0.99)
+    stats_now = live_precision(project=project)
+    assert stats_now[machine]["audited"] == 1 and stats_now[machine]["correct"] == 0
+
+
+def test_an_audit_above_the_calibration_share_is_made_up_by_a_second_draw(
+    tiny_checkpoint, settings
+):
+    project = shapes_project(audit_rate=0.5, gold_rate=0.0)
+    sure_model(project, tiny_checkpoint, settings, share=0.2)
+    ids = add_shapes(project, 300, offset=9000, queue_prediction=False)
+    items_predict(item_ids=ids, rng=random.Random(6))
+    items = Item.objects.filter(pk__in=ids)
+    # 20 % drawn for calibration (all audited) plus (0.5 - 0.2) / 0.8 of the rest: 50 % checked
+    checked = items.filter(is_audit=True).count()
+    assert stats.binomtest(checked, 300, 0.5).pvalue > 0.001, checked
+    assert items.filter(is_calibration=False, is_audit=True).exists()
+    assert audit_top_up_rate(0.5, 0.2) == pytest.approx(0.375)
+    assert audit_top_up_rate(0.05, 0.05) == 0.0
+    assert audit_top_up_rate(0.25, 0.0) == 0.25
