@@ -382,4 +382,8 @@ if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
         # How often a worker sweeps for such tasks (kombu: every 10 × 10 s).
         "unacked_restore_interval": int(os.environ.get("CELERY_UNACKED_RESTORE_SECONDS", 100)),
         "unacked_restore_throttle": 1,
+        # A sweep holds a lock in Redis while it runs; a worker killed during one leaves the lock
+        # to expire (kombu: 300 s) before any other worker may sweep. Harmless beside the hour of
+        # visibility; the fault tests, which sweep every second and kill, use a few seconds.
+        "unacked_mutex_expire": int(os.environ.get("CELERY_UNACKED_MUTEX_SECONDS", 300)),
     }

@@ -124,6 +124,8 @@ def worker_env(broker_url: str, **extra: str) -> dict:
         INFERENCE_THREADS="1",
         CELERY_VISIBILITY_TIMEOUT="5",
         CELERY_UNACKED_RESTORE_SECONDS="1",
+        # A worker killed mid-sweep holds the sweep's lock in Redis until it expires.
+        CELERY_UNACKED_MUTEX_SECONDS="2",
         **extra,
     )
 
