@@ -114,6 +114,7 @@ def test_labels_in_another_order_are_refused(settings, tiny_checkpoint):
     [
         ("weights", "does not load"),
         ("temperature", "not calibrated"),
+        ("class_calibration", "does not load.*class_calibration"),
         ("config", "Not a checkpoint"),
     ],
 )
@@ -127,6 +128,9 @@ def test_a_broken_checkpoint_is_refused_and_nothing_is_stored(
         (folder / "model.pt").write_bytes(b"not a torch file")
     elif damage == "temperature":
         config.pop("temperature")
+        (folder / "config.json").write_text(json.dumps(config))
+    elif damage == "class_calibration":  # one class map too few
+        config["class_calibration"] = config["class_calibration"][:-1]
         (folder / "config.json").write_text(json.dumps(config))
     else:
         (folder / "config.json").write_text("{ not json")
