@@ -33,12 +33,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.pool_logits import pool_logits  # noqa: E402
 from ml import overall_scope, thresholds  # noqa: E402
 from ml.calibration import fit_temperature, softmax  # noqa: E402
-from ml.checkpoint import read_config  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
-from ml.fashion_mnist import checkpoint_validation, load_split  # noqa: E402
-from ml.inference import Predictor  # noqa: E402
 
 RULES = ("single_start", "multi_walk", "floor_first", "floor_only")
 
@@ -96,22 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     started = time.perf_counter()
     checkpoint = Path(args.checkpoint)
-    config = read_config(checkpoint)
-    x_train, y_train = load_split("train")
-    x_test, y_test = load_split("test")
-    val_idx = checkpoint_validation(y_train, config)
-    cached = checkpoint / "small_evidence_logits.npz"
-    if cached.exists():
-        with np.load(cached) as npz:
-            logits, labels = npz["logits"], npz["labels"]
-    else:
-        predictor = Predictor.load(checkpoint, num_threads=2)
-        images = list(x_train[val_idx]) + list(x_test)
-        logits = predictor.score(images, batch_size=256).logits
-        labels = np.concatenate([y_train[val_idx], y_test])
-        np.savez(cached, logits=logits, labels=labels)
+    logits, labels, n_val = pool_logits(checkpoint)
     # Calibrated as the checkpoint was (its temperature came from its validation split).
-    probs = softmax(logits, fit_temperature(logits[: len(val_idx)], labels[: len(val_idx)]))
+    probs = softmax(logits, fit_temperature(logits[:n_val], labels[:n_val]))
     accuracy = float((probs.argmax(1) == labels).mean())
     rng = np.random.default_rng(args.seed)
     sizes = [int(s) for s in args.sizes.split(",")]

@@ -1,0 +1,154 @@
+"""How sure the loop's last model is, where its confidences are judged: on the stream or on the
+evidence (run after bench/loop.py, against the loop's own database and model files).
+
+The floor lets only images a model is at least ``target`` sure of be auto-labeled, so the share
+of images at or above it caps coverage. This reads the loop's project, scores every stream image
+with the active model and reports, per confidence bin, the share of the stream and how often
+the model is right there: over the whole stream (which includes the images the model was trained
+on) and over the evidence alone (held out, never trained on: the honest sample). It also asks
+whether fitting the temperature on half of the evidence (certifying on the other half) would
+move more of the stream over the floor.
+
+    MODEL_ROOT=var/loop/<run>/models MEDIA_ROOT=var/loop/<run>/media \\
+    DATABASE_URL=postgres://labeling:labeling@127.0.0.1:5432/labeling_loop \\
+    python bench/loop_confidence.py --out bench/results/loop_confidence.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labeling.settings")
+
+BINS = (
+    (0.0, 0.8),
+    (0.8, 0.9),
+    (0.9, 0.95),
+    (0.95, 0.98),
+    (0.98, 0.99),
+    (0.99, 0.999),
+    (0.999, 1.01),
+)
+
+
+def bins(conf: np.ndarray, right: np.ndarray) -> list[dict]:
+    out = []
+    for lo, hi in BINS:
+        sel = (conf >= lo) & (conf < hi)
+        out.append(
+            {
+                "confidence": f"[{lo}, {min(hi, 1.0)}{']' if hi > 1 else ')'}",
+                "items": int(sel.sum()),
+                "share": round(float(sel.mean()), 4),
+                "accuracy": round(float(right[sel].mean()), 4) if sel.any() else None,
+            }
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import django
+
+    django.setup()
+    from labeling.machine.certification import evidence_scores
+    from labeling.machine.predictors import checkpoint_path
+    from labeling.models import Item, Project
+    from ml import overall_scope
+    from ml.calibration import calibrated, fit_temperature
+    from ml.environment import machine_info
+    from ml.fashion_mnist import load_split
+    from ml.inference import Predictor
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", help="slug (default: the newest project)")
+    parser.add_argument("--splits", type=int, default=3, help="evidence halvings to try")
+    parser.add_argument("--out", default="bench/results/loop_confidence.json")
+    args = parser.parse_args(argv)
+    projects = Project.objects.order_by("-created_at")
+    project = projects.get(slug=args.project) if args.project else projects.first()
+    model = project.active_model
+    predictor = Predictor.load(checkpoint_path(model), num_threads=2)
+    pixels, truth = load_split("train")
+    rows = list(Item.objects.filter(project=project).values_list("pk", "metadata"))
+    index = np.array([meta["fmnist_index"] for _, meta in rows])
+    ids = [pk for pk, _ in rows]
+    logits = predictor.score(list(pixels[index]), batch_size=256).logits
+    labels = truth[index]
+    target = project.target_precision
+    evidence = evidence_scores(project, model, predict_missing=False)
+    position = {pk: i for i, pk in enumerate(ids)}
+    ev_rows = np.array([position[i] for i in evidence["item_ids"].tolist()])
+    ev_labels = evidence["labels"]
+    trained = np.ones(len(ids), dtype=bool)
+    trained[ev_rows] = False
+
+    def stream_view(probs: np.ndarray) -> dict:
+        conf, right = probs.max(1), probs.argmax(1) == labels
+        return {
+            "whole_stream": bins(conf, right),
+            "evidence_only": bins(conf[ev_rows], right[ev_rows]),
+            "stream_share_at_floor": round(float((conf >= target).mean()), 4),
+        }
+
+    def certified(probs, cert_rows, cert_labels) -> dict:
+        chosen = overall_scope.select_overall_thresholds(
+            probs[cert_rows], None, cert_labels, probs.shape[1], target=target, floor=target
+        )
+        conf, pred = probs.max(1), probs.argmax(1)
+        per = chosen.per_class
+        accept = np.array([per[c] is not None and conf[i] >= per[c] for i, c in enumerate(pred)])
+        held = ~trained
+        return {
+            "level": chosen.level,
+            "certified_on": int(len(cert_rows)),
+            "stream_coverage": round(float(accept.mean()), 4),
+            "evidence_coverage": round(float(accept[held].mean()), 4),
+            "evidence_precision": round(float((pred == labels)[accept & held].mean()), 4)
+            if (accept & held).any()
+            else None,
+        }
+
+    stored = calibrated(logits, predictor.temperature, predictor.class_calibration)
+    report = {
+        "benchmark": "loop_confidence",
+        "command": "python " + shlex.join(sys.argv if argv is None else [__file__, *argv]),
+        "machine": machine_info(),
+        "project": project.slug,
+        "model": model.version,
+        "target": target,
+        "stream_images": len(ids),
+        "evidence_items": int(len(ev_rows)),
+        "stream_accuracy": round(float((stored.argmax(1) == labels).mean()), 4),
+        "evidence_accuracy": round(float((stored.argmax(1) == labels)[ev_rows].mean()), 4),
+        "stored": {
+            "temperature": predictor.temperature,
+            **stream_view(stored),
+            **certified(stored, ev_rows, ev_labels),
+        },
+        "temperature_on_half_the_evidence": [],
+    }
+    rng = np.random.default_rng(0)
+    for _ in range(args.splits):
+        order = rng.permutation(len(ev_rows))
+        fit, cert = order[: len(order) // 2], order[len(order) // 2 :]
+        temperature = fit_temperature(logits[ev_rows[fit]], ev_labels[fit])
+        probs = calibrated(logits, temperature)
+        entry = {"temperature": temperature, **certified(probs, ev_rows[cert], ev_labels[cert])}
+        entry["stream_share_at_floor"] = round(float((probs.max(1) >= target).mean()), 4)
+        report["temperature_on_half_the_evidence"].append(entry)
+    print(json.dumps(report, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+if __name__ == "__main__":
+    main()
