@@ -5,9 +5,8 @@ predicted class's accept threshold, unless that class is paused by the live audi
 credit falls between the two credit thresholds; otherwise it goes to the human queue. A random
 ``audit_rate`` share of would-be auto-labels goes to humans as well, to measure live precision
 (more of a suspect class: ``labeling.machine.audit.audit_rates``); calibration draws among them
-count towards that share. The shift guard
-(``labeling.machine.shift_guard``) sends images unlike the model's calibration images to humans
-and pauses the project on a sustained shift.
+count towards that share. The shift guard (``labeling.machine.shift_guard``) sends images unlike
+the model's calibration images to humans and pauses the project on a sustained shift.
 
 Before any of that, a random ``calibration_share`` of new images goes to humans whatever the
 model says (:func:`calibration_draw`): the unbiased sample thresholds are certified on
