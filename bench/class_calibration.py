@@ -75,25 +75,32 @@ def judged(probs: np.ndarray, labels: np.ndarray, chosen) -> tuple[float, float 
     return float(accept.mean()), precision, float(min(per_class)) if per_class else 1.0
 
 
+# Where the floor's targets sit; bins are [lo, hi), the last one closed at 1.
 RELIABILITY_BINS = (0.0, 0.8, 0.9, 0.95, 0.98, 0.99, 0.999, 1.0)
 
 
-def reliability(logits: np.ndarray, labels: np.ndarray, n_val: int) -> list[dict]:
-    """How often the model is right per confidence bin on the test split, with the temperature
-    fitted on its own validation split (as trained): is it calibrated where the floor sits?"""
-    probs = softmax(logits[n_val:], fit_temperature(logits[:n_val], labels[:n_val]))
-    conf, right = probs.max(1), probs.argmax(1) == labels[n_val:]
+def reliability_rows(conf: np.ndarray, right: np.ndarray) -> list[dict]:
+    """Per confidence bin (``RELIABILITY_BINS``): how many images, their share, and how often
+    the model is right there (bench/loop_confidence.py reports its stream the same way)."""
     rows = []
     for lo, hi in zip(RELIABILITY_BINS[:-1], RELIABILITY_BINS[1:], strict=True):
         sel = (conf >= lo) & ((conf < hi) if hi < 1.0 else (conf <= hi))
         rows.append(
             {
                 "confidence": [lo, hi],
+                "items": int(sel.sum()),
                 "share": round(float(sel.mean()), 4),
                 "accuracy": round(float(right[sel].mean()), 4) if sel.any() else None,
             }
         )
     return rows
+
+
+def reliability(logits: np.ndarray, labels: np.ndarray, n_val: int) -> list[dict]:
+    """How often the model is right per confidence bin on the test split, with the temperature
+    fitted on its own validation split (as trained): is it calibrated where the floor sits?"""
+    probs = softmax(logits[n_val:], fit_temperature(logits[:n_val], labels[:n_val]))
+    return reliability_rows(probs.max(1), probs.argmax(1) == labels[n_val:])
 
 
 def study(logits, labels, *, size, target, delta, resamples, rng) -> dict:

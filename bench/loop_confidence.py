@@ -28,36 +28,12 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labeling.settings")
 
-BINS = (
-    (0.0, 0.8),
-    (0.8, 0.9),
-    (0.9, 0.95),
-    (0.95, 0.98),
-    (0.98, 0.99),
-    (0.99, 0.999),
-    (0.999, 1.01),
-)
-
-
-def bins(conf: np.ndarray, right: np.ndarray) -> list[dict]:
-    out = []
-    for lo, hi in BINS:
-        sel = (conf >= lo) & (conf < hi)
-        out.append(
-            {
-                "confidence": f"[{lo}, {min(hi, 1.0)}{']' if hi > 1 else ')'}",
-                "items": int(sel.sum()),
-                "share": round(float(sel.mean()), 4),
-                "accuracy": round(float(right[sel].mean()), 4) if sel.any() else None,
-            }
-        )
-    return out
-
 
 def main(argv: list[str] | None = None) -> dict:
     import django
 
     django.setup()
+    from bench.class_calibration import reliability_rows
     from labeling.machine.certification import evidence_scores
     from labeling.machine.predictors import checkpoint_path
     from labeling.models import Item, Project
@@ -93,8 +69,8 @@ def main(argv: list[str] | None = None) -> dict:
     def stream_view(probs: np.ndarray) -> dict:
         conf, right = probs.max(1), probs.argmax(1) == labels
         return {
-            "whole_stream": bins(conf, right),
-            "evidence_only": bins(conf[ev_rows], right[ev_rows]),
+            "whole_stream": reliability_rows(conf, right),
+            "evidence_only": reliability_rows(conf[ev_rows], right[ev_rows]),
             "stream_share_at_floor": round(float((conf >= target).mean()), 4),
         }
 
