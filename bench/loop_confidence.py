@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     from labeling.machine.certification import evidence_scores
     from labeling.machine.predictors import checkpoint_path
     from labeling.models import Item, Project
-    from ml import overall_scope
+    from ml import overall_scope, thresholds
     from ml.calibration import calibrated, fit_temperature
     from ml.environment import machine_info
     from ml.fashion_mnist import load_split
@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> dict:
     position = {pk: i for i, pk in enumerate(ids)}
     ev_rows = np.array([position[i] for i in evidence["item_ids"].tolist()])
     ev_labels = evidence["labels"]
-    trained = np.ones(len(ids), dtype=bool)
-    trained[ev_rows] = False
+    held = np.zeros(len(ids), dtype=bool)  # evidence: held out, never trained on
+    held[ev_rows] = True
 
     def stream_view(probs: np.ndarray) -> dict:
         conf, right = probs.max(1), probs.argmax(1) == labels
@@ -78,10 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
         chosen = overall_scope.select_overall_thresholds(
             probs[cert_rows], None, cert_labels, probs.shape[1], target=target, floor=target
         )
-        conf, pred = probs.max(1), probs.argmax(1)
-        per = chosen.per_class
-        accept = np.array([per[c] is not None and conf[i] >= per[c] for i, c in enumerate(pred)])
-        held = ~trained
+        pred = probs.argmax(1)
+        accept = thresholds.accept_mask(probs.max(1), pred, chosen.per_class)
         return {
             "level": chosen.level,
             "certified_on": int(len(cert_rows)),
