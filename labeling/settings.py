@@ -229,6 +229,11 @@ INFERENCE_THREADS = int(os.environ.get("INFERENCE_THREADS", 2))
 TRAIN_THREADS = int(os.environ.get("TRAIN_THREADS", 2))
 # Fewest held-out items of a predicted class before it may be auto-labeled at all.
 THRESHOLD_MIN_SUPPORT = int(os.environ.get("THRESHOLD_MIN_SUPPORT", 30))
+# Fewest evidence items on the calibration side before a model's temperature and per class map
+# are fitted on them rather than on all held-out labels (labeling.machine.certification); half
+# the evidence then certifies. 400: below it, fitting on so few lost more coverage than it won
+# (bench/loop_confidence.py, docs/loop.md). 0 would fit on any evidence at all.
+CALIBRATION_FIT_MIN = int(os.environ.get("CALIBRATION_FIT_MIN", 400))
 # Evidence labels a confident model contradicts go to an expert before they sink a target near
 # the humans' own accuracy (labeling.machine.evidence_recheck); at most this many wait at once,
 # 0 turns it off. Target mode only.

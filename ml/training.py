@@ -66,6 +66,11 @@ class TrainConfig:
     # thresholds. ``validation_samples`` replaces the split with an explicit held-out set.
     val_fraction: float = 0.15
     validation_samples: Sequence[Sample] | None = None
+    # Which validation samples the temperature and the per class map are fitted on (default:
+    # all). A caller whose held-out set mixes a biased sample (images a model was unsure of)
+    # with a random one fits on part of the random one, so the confidences the thresholds read
+    # are calibrated for the images they will be applied to.
+    calibration_mask: Sequence[bool] | None = None
     # The grid: trainable top blocks × epochs × learning rate, tried in that nesting order
     # (deepest cut first, so later depths are derived from the first cache).
     # The recipe bench/learning_curve.py measured (docs/ml.md): 8 blocks reach 94.6 % on 60,000
@@ -201,6 +206,11 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         val_samples = [samples[i] for i in val_idx]
     if not val_samples:
         raise TrainingError("no validation items: add samples or raise val_fraction")
+    if config.calibration_mask is not None and len(config.calibration_mask) != len(val_samples):
+        raise TrainingError(
+            f"calibration_mask has {len(config.calibration_mask)} entries for "
+            f"{len(val_samples)} validation samples"
+        )
     train_y = np.array([y for _, y in train_samples], dtype=np.int64)
     val_y = np.array([y for _, y in val_samples], dtype=np.int64)
 
@@ -349,10 +359,11 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
     logits = _logits(top, val_x).numpy().astype(np.float64)
     for p in model.parameters():
         p.requires_grad_(False)
-    temperature = calibration.fit_temperature(logits, val_labels_np)
+    fit = _calibration_rows(config, len(train_samples), len(val_samples), skipped)
+    temperature = calibration.fit_temperature(logits[fit], val_labels_np[fit])
     # Then per predicted class (ml.calibration): what the floor and the thresholds read.
     class_calibration = calibration.fit_class_calibration(
-        calibration.softmax(logits, temperature), val_labels_np
+        calibration.softmax(logits[fit], temperature), val_labels_np[fit]
     )
     probs = calibration.calibrated(logits, temperature, class_calibration)
     metrics = evaluation_metrics(
@@ -367,6 +378,7 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         calibration.softmax(logits), val_labels_np
     )
     metrics["val_nll"] = calibration.nll(logits, val_labels_np, temperature)
+    metrics["calibration_items"] = int(fit.sum())
     chosen = metrics["thresholds"]
     reference = _shift_reference(model, top, depth, deepest, caches, cache, n_train_items, val_x)
     timings["total_s"] = time.perf_counter() - started
@@ -447,6 +459,19 @@ def _train(config: TrainConfig, started: float, timings: dict[str, float]) -> Tr
         val_labels=val_labels_np,
         class_calibration=class_calibration,
     )
+
+
+def _calibration_rows(
+    config: TrainConfig, n_train: int, n_val: int, skipped: dict[int, str]
+) -> np.ndarray:
+    """Mask over the decodable validation rows the calibration is fitted on: the caller's
+    ``calibration_mask`` less the images that failed to decode (the feature cache keys them
+    after the training samples), or every row when no mask was given or none of it is left."""
+    kept = [i for i in range(n_val) if n_train + i not in skipped]
+    if config.calibration_mask is None:
+        return np.ones(len(kept), dtype=bool)
+    mask = np.array([bool(config.calibration_mask[i]) for i in kept], dtype=bool)
+    return mask if mask.any() else np.ones(len(kept), dtype=bool)
 
 
 def _shift_reference(

@@ -27,6 +27,16 @@ training). The evidence grows as labels arrive; each model version is scored on 
 (:func:`evidence_scores`), and the active model's thresholds are certified again when it has
 grown (:func:`thresholds_recertify`).
 
+A model's calibration (its temperature and per class map, ``ml.calibration``) is fitted on the
+same kind of sample once there is enough of it: the held-out evidence items on one side of a
+second fixed hash split (:func:`item_calibration_fit`), at least ``CALIBRATION_FIT_MIN`` of them.
+Fitted on the queue's held-out labels instead, it learns how sure to be on hard images, and is
+under-confident on the easy ones the thresholds read (docs/loop.md measured it). The items a
+model's calibration was fitted on (``metrics["calibration_fit_items"]``) are left out of that
+model's certification, so the thresholds are still tested on images nothing about the model was
+fitted on; later evidence on the same side certifies it as usual. Before that, the calibration is
+fitted on all held-out labels, evidence included, as it always was.
+
 Audit answers are the other half of the design's evidence: a random share of a model's
 auto-labels, they measure that model's live precision (``labeling.machine.audit``) and pause a
 class that falls short. They are not pooled into certification: they are drawn from the images an
@@ -59,6 +69,9 @@ HOLDOUT_SHARE = 0.2
 HUMAN_SOURCES = (ItemSource.CONSENSUS, ItemSource.EXPERT)
 # Re-certify the active model when its evidence grew by this many items (or by 10 %).
 RECERTIFY_AFTER = 25
+# Share of evidence items (by a hash of their content, fixed) a model's calibration may be
+# fitted on; the rest certifies it.
+CALIBRATION_FIT_SHARE = 0.5
 
 
 def item_held_out(*, sha256: str, is_calibration: bool) -> bool:
@@ -68,6 +81,28 @@ def item_held_out(*, sha256: str, is_calibration: bool) -> bool:
         return True
     bucket = int(hashlib.sha256(f"holdout:{sha256}".encode()).hexdigest()[:8], 16) / 2**32
     return bucket < HOLDOUT_SHARE
+
+
+def item_calibration_fit(*, sha256: str) -> bool:
+    """Whether a held-out evidence item is on the side a model's calibration may be fitted on
+    (a hash of its content, independent of :func:`item_held_out`'s, so fixed across versions)."""
+    bucket = int(hashlib.sha256(f"calibration-fit:{sha256}".encode()).hexdigest()[:8], 16) / 2**32
+    return bucket < CALIBRATION_FIT_SHARE
+
+
+def calibration_fit_ids(project: Project, held_out_ids: list[int]) -> list[int]:
+    """Of a training's held-out items, the evidence items its calibration is fitted on: those on
+    the fit side of :func:`item_calibration_fit`, when there are at least
+    ``settings.CALIBRATION_FIT_MIN`` of them; otherwise none (the calibration is then fitted on
+    all held-out labels). Whether there are enough depends on counts only, never on labels."""
+    rows = evidence_items(project).filter(pk__in=held_out_ids).values_list("pk", "sha256")
+    fit = [pk for pk, sha in rows if item_calibration_fit(sha256=sha)]
+    return fit if len(fit) >= settings.CALIBRATION_FIT_MIN else []
+
+
+def calibration_fit_items(model: ModelVersion) -> set[int]:
+    """The evidence items ``model``'s calibration was fitted on (left out of its certification)."""
+    return set((model.metrics or {}).get("calibration_fit_items") or [])
 
 
 def held_out_filter(items: QuerySet) -> tuple[list[int], list[int]]:
@@ -114,8 +149,12 @@ def evidence_scores(
 ) -> dict[str, np.ndarray]:
     """``model``'s calibrated probabilities and the human label positions on the project's
     evidence: from its held-out predictions, its routing predictions, a cache, and (in a worker,
-    with ``predict_missing``) by running the model on the rest, which are cached."""
-    rows = list(evidence_items(project).values_list("pk", "final_label__position"))
+    with ``predict_missing``) by running the model on the rest, which are cached. The items the
+    model's calibration was fitted on are left out (``"fitted"`` counts them)."""
+    fitted = calibration_fit_items(model)
+    every = list(evidence_items(project).values_list("pk", "final_label__position"))
+    rows = [row for row in every if row[0] not in fitted]
+    n_fitted = len(every) - len(rows)
     ids = np.array([pk for pk, _ in rows], dtype=np.int64)
     labels = np.array([pos for _, pos in rows], dtype=np.int64)
     known: dict[int, np.ndarray] = {}
@@ -151,6 +190,7 @@ def evidence_scores(
         "probs": probs[usable],
         "labels": labels[have][usable],
         "unscored": int((~have).sum()),
+        "fitted": int(n_fitted),
     }
 
 
@@ -197,6 +237,8 @@ def certify(
         "confidence": confidence,
         "scope": scope,
         "evidence": int(len(labels)),
+        # Evidence the model's calibration was fitted on, left out of this certification.
+        "calibration_fit": scored.get("fitted", 0),
         "relabeled": evidence_relabeled(project),
         "unscored": scored["unscored"],
         "certified_at": timezone.now().isoformat(timespec="seconds"),
@@ -307,7 +349,8 @@ def thresholds_recertify(*, project: Project) -> bool:
     if model is None or model.status != ModelVersion.Status.ACTIVE or not model.checkpoint_dir:
         return False
     stored = model.thresholds or {}
-    grown = evidence_items(project).count() - int(stored.get("evidence", 0))
+    seen = int(stored.get("evidence", 0)) + int(stored.get("calibration_fit", 0))
+    grown = evidence_items(project).count() - seen
     settings_same = (
         stored.get("target") == project.target_precision
         and stored.get("confidence") == project.threshold_confidence

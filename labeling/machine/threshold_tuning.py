@@ -322,10 +322,13 @@ def threshold_curve(*, project: Project) -> dict:
         "guarantee": None,
         "heldout": None,
         "audit": None,
+        "calibration_fit": 0,
     }
     if model is None:
         return result
     scored = evidence_scores(project, model, predict_missing=False)
+    # Evidence this model's calibration was fitted on, left out of its curves and certification.
+    result["calibration_fit"] = scored["fitted"]
     if len(scored["labels"]) and scored["probs"].shape[1] == len(names):
         result["evidence"] = _curves(scored["probs"], scored["labels"], names)
         result["guarantee"] = guarantee_curves(project=project, model=model)

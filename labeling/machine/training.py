@@ -30,7 +30,7 @@ from django.utils import timezone
 from labeling.dispatch import TRAIN_MODEL_VERSION, job_queue
 from labeling.errors import ServiceError, project_require_open
 from labeling.machine.audit import live_precision
-from labeling.machine.certification import item_held_out, model_certify
+from labeling.machine.certification import calibration_fit_ids, item_held_out, model_certify
 from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
@@ -314,6 +314,8 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
                 "need both, and training labels in two or more classes."
             )
         train_idx, val_idx = np.flatnonzero(~held_mask), np.flatnonzero(held_mask)
+        # Calibrate on random evidence once there is enough (certification docstring).
+        fit_ids = set(calibration_fit_ids(project, [item_ids[i] for i in val_idx]))
         extra = []
         if project.train_on_machine_labels:
             human_counts = np.bincount(labels[train_idx], minlength=len(project.label_names()))
@@ -334,6 +336,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         config = TrainConfig(
             samples=[samples[i] for i in train_idx] + extra,
             validation_samples=[samples[i] for i in val_idx],
+            calibration_mask=[item_ids[i] in fit_ids for i in val_idx] if fit_ids else None,
             class_names=project.label_names(),
             output_dir=output,
             progress=writer,
@@ -367,6 +370,9 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         "class_names": names,
         "heldout_items": int(len(heldout["labels"])),
         "shift": heldout.get("shift"),  # the shift check's level and drift alarm (ml.shift)
+        "calibrated_on": "evidence" if fit_ids else "held-out labels",
+        # Left out of this version's certification (labeling.machine.certification).
+        "calibration_fit_items": sorted(fit_ids),
     }
     model.status = ModelStatus.READY
     model.checkpoint_dir = str(output.relative_to(settings.MODEL_ROOT))

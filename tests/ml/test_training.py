@@ -178,3 +178,27 @@ def predictor_array(predictor, source):
     from ml.preprocess import to_uint8_array
 
     return to_uint8_array(source, predictor.preprocess)
+
+
+def test_the_calibration_is_fitted_on_the_validation_rows_the_caller_chose(shape_samples, tmp_path):
+    """A held-out set that mixes hard queue images with random ones is calibrated on the random
+    ones: the temperature is the one those rows alone give, a corrupt row drops out of the
+    mask with its image, and a mask of the wrong length is refused."""
+    from ml.calibration import fit_temperature
+
+    train_part, val_part = shape_samples[:24], [*shape_samples[24:], (b"\x89PNG broken", 1)]
+    mask = [i % 2 == 0 for i in range(len(val_part))]  # the corrupt last row is in the mask
+    result = train(
+        _tiny_config(train_part, tmp_path / "m", validation_samples=val_part, calibration_mask=mask)
+    )
+    kept = np.array(mask[:-1])  # the corrupt image left the validation rows
+    assert result.metrics["calibration_items"] == int(kept.sum()) < len(result.val_labels)
+    assert result.temperature == pytest.approx(
+        fit_temperature(result.val_logits[kept], result.val_labels[kept]), rel=1e-6
+    )
+    with pytest.raises(TrainingError, match="calibration_mask"):
+        train(
+            _tiny_config(
+                train_part, tmp_path / "x", validation_samples=val_part, calibration_mask=[True]
+            )
+        )
