@@ -39,6 +39,7 @@ TRAINING_ENV = {
     "TRAIN_LEARNING_RATES": "0.002",
     "TRAIN_TIME_BUDGET_S": "300",
     "THRESHOLD_MIN_SUPPORT": "30",
+    "CALIBRATION_FIT_MIN": "0",  # off, as in the product; 400 calibrates on the evidence
 }
 # Loop settings that differ from LoopConfig's defaults in the recorded runs.
 LOOP_DEFAULTS = {

@@ -7,7 +7,10 @@ with the active model and reports, per confidence bin, the share of the stream a
 the model is right there: over the whole stream (which includes the images the model was trained
 on) and over the evidence alone (held out, never trained on: the honest sample). It also asks
 whether fitting the temperature on half of the evidence (certifying on the other half) would
-move more of the stream over the floor.
+move more of the stream over the floor; what the service's own split (the temperature and the
+per class map on the evidence's calibration side, ``labeling.machine.certification``) certifies;
+and how much evidence that needs before it beats the model's stored calibration
+(``evidence_needed``, behind ``CALIBRATION_FIT_MIN``).
 
     MODEL_ROOT=var/loop/<run>/models MEDIA_ROOT=var/loop/<run>/media \\
     DATABASE_URL=postgres://labeling:labeling@127.0.0.1:5432/labeling_loop \\
@@ -34,11 +37,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     django.setup()
     from bench.class_calibration import reliability_rows
-    from labeling.machine.certification import evidence_scores
+    from labeling.machine.certification import evidence_scores, item_calibration_fit
     from labeling.machine.predictors import checkpoint_path
     from labeling.models import Item, Project
     from ml import overall_scope, thresholds
-    from ml.calibration import calibrated, fit_temperature
+    from ml.calibration import calibrated, fit_class_calibration, fit_temperature, softmax
     from ml.environment import machine_info
     from ml.fashion_mnist import load_split
     from ml.inference import Predictor
@@ -46,6 +49,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--project", help="slug (default: the newest project)")
     parser.add_argument("--splits", type=int, default=3, help="evidence halvings to try")
+    parser.add_argument(
+        "--sizes", type=int, nargs="*", default=[200, 400, 600, 800], help="evidence subsets"
+    )
+    parser.add_argument("--repeats", type=int, default=4, help="random subsets per size")
     parser.add_argument("--out", default="bench/results/loop_confidence.json")
     args = parser.parse_args(argv)
     projects = Project.objects.order_by("-created_at")
@@ -91,6 +98,15 @@ def main(argv: list[str] | None = None) -> dict:
         }
 
     stored = calibrated(logits, predictor.temperature, predictor.class_calibration)
+
+    def refit(fit_rows, fit_labels, cert_rows, cert_labels) -> dict:
+        temperature = fit_temperature(logits[fit_rows], fit_labels)
+        maps = fit_class_calibration(softmax(logits[fit_rows], temperature), fit_labels)
+        return {
+            "temperature": temperature,
+            **certified(calibrated(logits, temperature, maps), cert_rows, cert_labels),
+        }
+
     report = {
         "benchmark": "loop_confidence",
         "command": "python " + shlex.join(sys.argv if argv is None else [__file__, *argv]),
@@ -118,6 +134,43 @@ def main(argv: list[str] | None = None) -> dict:
         entry = {"temperature": temperature, **certified(probs, ev_rows[cert], ev_labels[cert])}
         entry["stream_share_at_floor"] = round(float((probs.max(1) >= target).mean()), 4)
         report["temperature_on_half_the_evidence"].append(entry)
+    # What the product does (labeling.machine.certification): the temperature and the per class
+    # map fitted on the evidence's calibration side (fixed by content hash), certified on the
+    # rest; and, on random subsets of the evidence, how much evidence that needs before it
+    # beats the stored calibration certified on the same items (CALIBRATION_FIT_MIN).
+    sha = dict(
+        Item.objects.filter(pk__in=evidence["item_ids"].tolist()).values_list("pk", "sha256")
+    )
+    side = np.array([item_calibration_fit(sha256=sha[i]) for i in evidence["item_ids"].tolist()])
+    # (A model the service already calibrated on the evidence has that side left out here.)
+    report["calibration_side"] = (
+        {
+            "fit_items": int(side.sum()),
+            **refit(ev_rows[side], ev_labels[side], ev_rows[~side], ev_labels[~side]),
+        }
+        if side.any() and (~side).any()
+        else None
+    )
+    sizes = sorted({*args.sizes, len(ev_rows)} - {n for n in args.sizes if n > len(ev_rows)})
+    report["evidence_needed"] = []
+    for n in sizes:
+        rows = {"evidence": n, "fit_items": n // 2, "stored": [], "refit": []}
+        for _ in range(args.repeats):
+            order = rng.permutation(len(ev_rows))[:n]
+            fit, cert = order[: n // 2], order[n // 2 :]
+            rows["stored"].append(certified(stored, ev_rows[cert], ev_labels[cert]))
+            rows["refit"].append(
+                refit(ev_rows[fit], ev_labels[fit], ev_rows[cert], ev_labels[cert])
+            )
+        for key in ("stored", "refit"):
+            rows[f"{key}_mean_stream_coverage"] = round(
+                float(np.mean([r["stream_coverage"] for r in rows[key]])), 4
+            )
+        report["evidence_needed"].append(rows)
+        print(
+            f"evidence {n}: stored {rows['stored_mean_stream_coverage']:.3f}, "
+            f"refit on half {rows['refit_mean_stream_coverage']:.3f}"
+        )
     print(json.dumps(report, indent=1))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -27,15 +27,15 @@ training). The evidence grows as labels arrive; each model version is scored on 
 (:func:`evidence_scores`), and the active model's thresholds are certified again when it has
 grown (:func:`thresholds_recertify`).
 
-A model's calibration (its temperature and per class map, ``ml.calibration``) is fitted on the
-same kind of sample once there is enough of it: the held-out evidence items on one side of a
-second fixed hash split (:func:`item_calibration_fit`), at least ``CALIBRATION_FIT_MIN`` of them.
-Fitted on the queue's held-out labels instead, it learns how sure to be on hard images, and is
-under-confident on the easy ones the thresholds read (docs/loop.md measured it). The items a
-model's calibration was fitted on (``metrics["calibration_fit_items"]``) are left out of that
-model's certification, so the thresholds are still tested on images nothing about the model was
-fitted on; later evidence on the same side certifies it as usual. Before that, the calibration is
-fitted on all held-out labels, evidence included, as it always was.
+A model's calibration (its temperature and per class map, ``ml.calibration``) can be fitted on
+the same kind of sample, where the deployment turns it on (``CALIBRATION_FIT_MIN`` > 0; 0, the
+default, is off): the held-out evidence items on one side of a second fixed hash split
+(:func:`item_calibration_fit`), once at least ``CALIBRATION_FIT_MIN`` of them exist. Fitted on all
+held-out labels (the default), half of them the queue's hard images, it learns how sure to be on
+hard images. The items a model's calibration was fitted on (``metrics["calibration_fit_items"]``)
+are left out of that model's certification, so the thresholds are still tested on images nothing
+about the model was fitted on; later evidence on the same side certifies it as usual. Why it is
+off by default (it certified less in the loop at 0.98): docs/loop.md.
 
 Audit answers are the other half of the design's evidence: a random share of a model's
 auto-labels, they measure that model's live precision (``labeling.machine.audit``) and pause a
@@ -93,8 +93,11 @@ def item_calibration_fit(*, sha256: str) -> bool:
 def calibration_fit_ids(project: Project, held_out_ids: list[int]) -> list[int]:
     """Of a training's held-out items, the evidence items its calibration is fitted on: those on
     the fit side of :func:`item_calibration_fit`, when there are at least
-    ``settings.CALIBRATION_FIT_MIN`` of them; otherwise none (the calibration is then fitted on
-    all held-out labels). Whether there are enough depends on counts only, never on labels."""
+    ``settings.CALIBRATION_FIT_MIN`` of them; otherwise, or with the setting at 0 (off), none
+    (the calibration is then fitted on all held-out labels). Whether there are enough depends on
+    counts only, never on labels."""
+    if settings.CALIBRATION_FIT_MIN <= 0:  # off
+        return []
     rows = evidence_items(project).filter(pk__in=held_out_ids).values_list("pk", "sha256")
     fit = [pk for pk, sha in rows if item_calibration_fit(sha256=sha)]
     return fit if len(fit) >= settings.CALIBRATION_FIT_MIN else []

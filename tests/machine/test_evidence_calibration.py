@@ -1,5 +1,6 @@
-"""A model's calibration is fitted on random evidence once there is enough of it, and the items
-it was fitted on never certify that model (docs/loop.md, labeling.machine.certification)."""
+"""Where the deployment turns it on, a model's calibration is fitted on random evidence once
+there is enough of it, and the items it was fitted on never certify that model (docs/loop.md,
+labeling.machine.certification)."""
 
 import pytest
 from django.urls import reverse
@@ -82,10 +83,11 @@ def test_the_thresholds_page_says_how_much_evidence_calibrated_the_model(
     assert f"{len(fit_side)} more calibrated this model's confidences" in page
 
 
-def test_with_too_little_evidence_the_calibration_is_fitted_on_all_held_out_labels(
-    project, settings
+@pytest.mark.parametrize("minimum", [0, 10_000], ids=["off, the default", "too little evidence"])
+def test_off_or_with_too_little_evidence_the_calibration_is_fitted_on_all_held_out_labels(
+    project, settings, minimum
 ):
-    settings.CALIBRATION_FIT_MIN = 10_000
+    settings.CALIBRATION_FIT_MIN = minimum
 
     model = train_now(project)
 
