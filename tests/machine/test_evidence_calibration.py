@@ -6,7 +6,6 @@ import pytest
 from django.urls import reverse
 
 from labeling.access import Role
-from labeling.answers import item_finalize
 from labeling.machine import certification
 from labeling.machine.certification import (
     evidence_items,
@@ -14,7 +13,7 @@ from labeling.machine.certification import (
     thresholds_recertify,
 )
 from labeling.machine.training import training_run, training_start
-from labeling.models import Item, ItemSource
+from labeling.models import Item
 from labeling.project_setup import member_add
 from tests.machine.fixtures import TINY, add_shapes, shapes_project
 
@@ -26,17 +25,9 @@ def project(settings):
     """45 labels from the queue and 36 from the random calibration share (evidence)."""
     settings.THRESHOLD_MIN_SUPPORT = 2
     project = shapes_project(target_precision=0.8, threshold_confidence=0.6, gold_rate=0)
-    queue = add_shapes(project, 45)
-    drawn = add_shapes(project, 36, offset=1000)
+    add_shapes(project, 45, label_them=True)
+    drawn = add_shapes(project, 36, offset=1000, label_them=True)
     Item.objects.filter(pk__in=drawn).update(is_calibration=True)
-    labels = {x.name: x for x in project.labels.all()}
-    for item in Item.objects.filter(pk__in=[*queue, *drawn]):
-        item_finalize(
-            item=item,
-            label=labels[item.metadata["truth"]],
-            source=ItemSource.CONSENSUS,
-            confidence=0.99,
-        )
     return project
 
 
