@@ -79,15 +79,19 @@ def item_held_out(*, sha256: str, is_calibration: bool) -> bool:
     the assignment never changes between model versions (or when an image is re-uploaded)."""
     if is_calibration:
         return True
-    bucket = int(hashlib.sha256(f"holdout:{sha256}".encode()).hexdigest()[:8], 16) / 2**32
-    return bucket < HOLDOUT_SHARE
+    return _hash_bucket("holdout", sha256) < HOLDOUT_SHARE
+
+
+def _hash_bucket(salt: str, sha256: str) -> float:
+    """A number in [0, 1) fixed by the image's content; a different ``salt`` per split keeps
+    the splits independent."""
+    return int(hashlib.sha256(f"{salt}:{sha256}".encode()).hexdigest()[:8], 16) / 2**32
 
 
 def item_calibration_fit(*, sha256: str) -> bool:
     """Whether a held-out evidence item is on the side a model's calibration may be fitted on
     (a hash of its content, independent of :func:`item_held_out`'s, so fixed across versions)."""
-    bucket = int(hashlib.sha256(f"calibration-fit:{sha256}".encode()).hexdigest()[:8], 16) / 2**32
-    return bucket < CALIBRATION_FIT_SHARE
+    return _hash_bucket("calibration-fit", sha256) < CALIBRATION_FIT_SHARE
 
 
 def calibration_fit_ids(project: Project, held_out_ids: list[int]) -> list[int]:
