@@ -599,7 +599,10 @@ def main(argv: list[str] | None = None) -> dict:
                 stream[n] = {
                     "truth": int(item.metadata["truth"]),
                     "predicted": p.label.position if p and p.label else -1,
-                    "confidence": p.confidence if p else 0.0,
+                    # The model's own confidence: today's rules (replay_today) read it, while
+                    # the service routes on its evidence-recalibrated one (``routed``).
+                    "confidence": max(p.probabilities) if p and p.probabilities else 0.0,
+                    "routed": p.confidence if p else 0.0,
                     "decision": p.decision if p else "missing",
                     "unusual": bool(p and p.unusual),
                     "final_auto": item.status == ItemStatus.AUTO_LABELED

@@ -235,6 +235,11 @@ THRESHOLD_MIN_SUPPORT = int(os.environ.get("THRESHOLD_MIN_SUPPORT", 30))
 # 0.98 it certified less, not more (halving the certifying evidence there left too few items
 # for the walk, and the evidence's human label errors pushed the temperature up); docs/loop.md.
 CALIBRATION_FIT_MIN = int(os.environ.get("CALIBRATION_FIT_MIN", 0))
+# Refit each model's per class confidence map on the project's evidence when it is certified,
+# once there are this many evidence items (labeling.machine.recalibration); 0 turns it off.
+# Below ~100 items the walk certifies nothing per class anyway, and the map is shrunk towards
+# the model's own calibration.
+EVIDENCE_RECALIBRATION_MIN = int(os.environ.get("EVIDENCE_RECALIBRATION_MIN", 100))
 # Evidence labels a confident model contradicts go to an expert before they sink a target near
 # the humans' own accuracy (labeling.machine.evidence_recheck); at most this many wait at once,
 # 0 turns it off. Target mode only.

@@ -59,6 +59,7 @@ from django.utils import timezone
 
 from labeling.machine.evidence_recheck import evidence_recheck_open, evidence_relabeled
 from labeling.machine.predictors import checkpoint_path, heldout_load, predictor_for
+from labeling.machine.recalibration import recalibration_fit, routing_probs
 from labeling.models import Item, ItemSource, LabelReview, ModelVersion, Prediction, Project
 from ml import overall_scope, thresholds
 
@@ -192,12 +193,18 @@ def evidence_scores(
     k = project.labels.count()
     probs = np.stack([known[pk] for pk in ids[have].tolist()]) if have.any() else np.zeros((0, k))
     usable = ~np.isnan(probs).any(axis=1) if len(probs) else np.zeros(0, bool)
+    probs, labels = probs[usable], labels[have][usable]
+    # The project's own calibration of this model, fitted on this evidence
+    # (labeling.machine.recalibration); the thresholds read the mapped confidence.
+    remap = recalibration_fit(probs, labels) if probs.shape[1:] == (k,) else None
     return {
         "item_ids": ids[have][usable],
-        "probs": probs[usable],
-        "labels": labels[have][usable],
+        "probs": routing_probs(remap, probs),
+        "model_probs": probs,
+        "labels": labels,
         "unscored": int((~have).sum()),
         "fitted": int(n_fitted),
+        "recalibration": remap,
     }
 
 
@@ -246,6 +253,12 @@ def certify(
         "evidence": int(len(labels)),
         # Evidence the model's calibration was fitted on, left out of this certification.
         "calibration_fit": scored.get("fitted", 0),
+        # The per class map the evidence fitted (labeling.machine.recalibration); routing reads
+        # the confidence through it. None: the model's own calibration stands.
+        "recalibration": (
+            scored["recalibration"].to_list() if scored.get("recalibration") is not None else None
+        ),
+        "recalibrated_on": int(len(labels)) if scored.get("recalibration") is not None else 0,
         "relabeled": evidence_relabeled(project),
         "unscored": scored["unscored"],
         "certified_at": timezone.now().isoformat(timespec="seconds"),
@@ -371,9 +384,10 @@ def thresholds_recertify(*, project: Project) -> bool:
         and grown < max(RECERTIFY_AFTER, 0.1 * stored.get("evidence", 0))
     ):
         return False
-    before = stored.get("per_class")
+    before = (stored.get("per_class"), stored.get("recalibration"))
     record = model_certify(project=project, model=model)
-    return record.get("per_class") != before
+    # A new map moves which waiting images clear the thresholds as much as new thresholds do.
+    return (record.get("per_class"), record.get("recalibration")) != before
 
 
 # --- the thresholds in force -------------------------------------------------------------------

@@ -31,6 +31,7 @@ from labeling.embeddings.record import BatchEmbeddings, batch_embeddings_record
 from labeling.machine.audit import audit_rates, audit_top_up_rate
 from labeling.machine.certification import project_thresholds
 from labeling.machine.predictors import class_names_mismatch, predictor_for
+from labeling.machine.recalibration import routing_calibration, routing_probs
 from labeling.machine.shift_guard import shift_guard_open
 from labeling.models import (
     Assignment,
@@ -237,6 +238,9 @@ def _route_batch(
     the lock that it is still waiting for a machine decision."""
     labels = model_labels(project, (model.metrics or {}).get("class_names") or [])
     thresholds = project_thresholds(project, model)
+    # The thresholds were certified on the confidence as the project's evidence calibrated it;
+    # predictions keep the model's own probabilities.
+    remap = routing_calibration(model)
     rates = audit_rates(project=project, model_version_id=model.pk)
     untouched = set(
         reroutable_items(project)
@@ -265,7 +269,7 @@ def _route_batch(
             decision, label, confidence = _route_one(
                 project,
                 current,
-                probs,
+                routing_probs(remap, probs),
                 labels,
                 thresholds,
                 rng,

@@ -38,6 +38,7 @@ from labeling.machine.evidence_report import calibration_cost, guarantee_curves
 # reroutable_items is the one definition of an "untouched" queued item.
 from labeling.machine.predict import reroutable_items
 from labeling.machine.predictors import heldout_load
+from labeling.machine.recalibration import routing_calibration, routing_probs
 from labeling.models import (
     CreditOutcome,
     Item,
@@ -323,6 +324,7 @@ def threshold_curve(*, project: Project) -> dict:
         "heldout": None,
         "audit": None,
         "calibration_fit": 0,
+        "recalibrated_on": 0,
     }
     if model is None:
         return result
@@ -332,12 +334,16 @@ def threshold_curve(*, project: Project) -> dict:
     if len(scored["labels"]) and scored["probs"].shape[1] == len(names):
         result["evidence"] = _curves(scored["probs"], scored["labels"], names)
         result["guarantee"] = guarantee_curves(project=project, model=model)
+    # Every curve on the confidence the thresholds are compared with (the evidence's already is).
+    remap = routing_calibration(model)
+    result["recalibrated_on"] = (model.thresholds or {}).get("recalibrated_on", 0) if remap else 0
     heldout = heldout_load(model)
     if heldout is not None and heldout["probs"].shape[1] == len(names) and len(heldout["labels"]):
-        result["heldout"] = _curves(heldout["probs"], heldout["labels"], names)
+        probs = routing_probs(remap, heldout["probs"])
+        result["heldout"] = _curves(probs, heldout["labels"], names)
     probs, labels = _audited(project, model)
     if len(labels):
-        result["audit"] = _curves(probs, labels, names)
+        result["audit"] = _curves(routing_probs(remap, probs), labels, names)
     return result
 
 
@@ -416,6 +422,7 @@ def threshold_preview(
     values = [per_threshold[name] for name in names]
     rows = [r for r in _queued_predictions(project, model) if len(r.probabilities) == len(names)]
     probs = np.asarray([r.probabilities for r in rows], dtype=np.float64).reshape(-1, len(names))
+    probs = routing_probs(routing_calibration(model), probs)  # as routing will read them
     predicted, confidence, accept = thresholds.route_batch(probs, values)
     pending = np.array(
         [_credit_pending(project, r.item, probs[i], names) for i, r in enumerate(rows)],
@@ -474,7 +481,8 @@ def _heldout_precision(model: ModelVersion, names: list[str], values: list) -> d
     heldout = heldout_load(model)
     if heldout is None or heldout["probs"].shape[1] != len(names) or not len(heldout["labels"]):
         return None
-    outcome = thresholds.evaluate_thresholds(heldout["probs"], heldout["labels"], values)
+    probs = routing_probs(routing_calibration(model), heldout["probs"])
+    outcome = thresholds.evaluate_thresholds(probs, heldout["labels"], values)
     return {
         "n": outcome.total,
         "coverage": round(outcome.coverage, 5),
