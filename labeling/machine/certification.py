@@ -196,7 +196,7 @@ def evidence_scores(
     probs, labels = probs[usable], labels[have][usable]
     # The project's own calibration of this model, fitted on this evidence
     # (labeling.machine.recalibration); the thresholds read the mapped confidence.
-    remap = recalibration_fit(probs, labels) if probs.shape[1:] == (k,) else None
+    remap = recalibration_fit(project, probs, labels) if probs.shape[1:] == (k,) else None
     return {
         "item_ids": ids[have][usable],
         "probs": routing_probs(remap, probs),

@@ -290,8 +290,11 @@ def _route_batch(
                         unusual=guard.unusual(pvalue),
                     )
                 )
-            elif prediction.decision != decision:
-                Prediction.objects.filter(pk=prediction.pk).update(decision=decision)
+            elif (prediction.decision, prediction.confidence) != (decision, confidence):
+                # The confidence routing read moves with the evidence's calibration.
+                Prediction.objects.filter(pk=prediction.pk).update(
+                    decision=decision, confidence=confidence
+                )
             counts[decision] += 1
             counts["unusual"] += int(guard.unusual(pvalue))
         Prediction.objects.bulk_create(new_predictions)

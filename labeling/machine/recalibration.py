@@ -28,7 +28,10 @@ floor cuts the walk, and the floor only ever stops the walk earlier: a fixed-seq
 stopped early, even for a reason that looked at the labels, rejects nothing the whole walk would
 not have rejected. Above the walk's start the floor relies on calibration, as before; now on one
 fitted on the stream's own sample. What it assumes is what certification assumes: the evidence
-is drawn like the images that arrive (``ml.shift`` and the audit watch that).
+is drawn like the images that arrive (``ml.shift`` and the audit watch that). The argument is
+per class; the overall scope compares confidences across classes with one level, and a map
+fitted on the certifying evidence would reorder them, so that scope keeps the model's own
+calibration.
 
 Human label errors in the evidence pull the map down (a confident image "wrong" by a mislabel
 costs the likelihood most), which costs coverage, never precision.
@@ -41,18 +44,25 @@ import logging
 import numpy as np
 from django.conf import settings
 
-from labeling.models import ModelVersion
+from labeling.models import ModelVersion, Project
+from ml import overall_scope
 from ml.calibration import ClassCalibration, fit_class_calibration
 
 logger = logging.getLogger(__name__)
 
 
-def recalibration_fit(probs: np.ndarray, labels: np.ndarray) -> ClassCalibration | None:
+def recalibration_fit(
+    project: Project, probs: np.ndarray, labels: np.ndarray
+) -> ClassCalibration | None:
     """The per class map fitted on the evidence's (model-calibrated) ``probs`` and human
-    ``labels``; None while there are fewer than ``settings.EVIDENCE_RECALIBRATION_MIN`` items
-    (0 turns it off), when the model's own calibration stands."""
+    ``labels``; None, when the model's own calibration stands, while there are fewer than
+    ``settings.EVIDENCE_RECALIBRATION_MIN`` items (0 turns it off) or in the overall scope."""
     minimum = settings.EVIDENCE_RECALIBRATION_MIN
     if minimum <= 0 or len(labels) < minimum:
+        return None
+    if project.threshold_scope != overall_scope.PER_CLASS:
+        # One level for all classes compares confidences across classes, and a map fitted on
+        # the certifying evidence reorders them: the family tested would depend on its labels.
         return None
     return fit_class_calibration(np.asarray(probs, dtype=np.float64), labels)
 
