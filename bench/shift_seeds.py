@@ -1,4 +1,4 @@
-"""In-distribution coverage against today's rules, repeated: ``bench/shift.py``'s clean
+"""Coverage and the worst class against today's rules, repeated: one of ``bench/shift.py``'s
 scenario under several seeds (each seed draws another labeled history, so other evidence and
 thresholds, and another stream), because one 1,000-image run moves by several points with the
 evidence it happened to certify on.
@@ -25,6 +25,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True)
     parser.add_argument("--seeds", default="1,2,3,4,5")
+    parser.add_argument("--scenario", default="clean", help="one of bench/shift.py's scenarios")
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--heldout", type=int, default=4000)
     parser.add_argument("--out", default="bench/results/shift_clean_seeds.json")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> dict:
                 "--checkpoint",
                 args.checkpoint,
                 "--scenarios",
-                "clean",
+                args.scenario,
                 "--images",
                 str(args.images),
                 "--heldout",
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> dict:
             ]
             subprocess.run(command, check=True)
             report = json.loads(out.read_text())
-        clean = report["scenarios"]["clean"]
+        clean = report["scenarios"][args.scenario]
         runs.append(
             {
                 "seed": seed,
@@ -67,13 +68,17 @@ def main(argv: list[str] | None = None) -> dict:
                 "worst_class_precision": clean["protected"]["worst_class_precision"],
                 "worst_class_precision_today": clean["today"]["worst_class_precision"],
                 "unusual_share": clean["protected"]["unusual_share"],
+                # auto-labels and precision per class (position), both rules
+                "per_class": clean["protected"]["per_class"],
+                "per_class_today": clean["today"]["per_class"],
                 "thresholds_in_force": clean["thresholds_in_force"],
             }
         )
         print(json.dumps(runs[-1]), flush=True)
     drops = np.array([r["drop"] for r in runs])
     out = {
-        "benchmark": "shift_clean_seeds",
+        "benchmark": f"shift_{args.scenario}_seeds",
+        "scenario": args.scenario,
         "command": "python " + shlex.join(sys.argv if argv is None else [__file__, *argv]),
         "machine": report["machine"],
         "checkpoint": args.checkpoint,
@@ -85,6 +90,16 @@ def main(argv: list[str] | None = None) -> dict:
         "drop_standard_error": round(float(drops.std(ddof=1) / np.sqrt(len(drops))), 4)
         if len(drops) > 1
         else None,
+        "worst_class_below_target_minus_1pt": sum(
+            r["worst_class_precision"] is not None
+            and r["worst_class_precision"] < report["target_precision"] - 0.01
+            for r in runs
+        ),
+        "worst_class_below_target_minus_1pt_today": sum(
+            r["worst_class_precision_today"] is not None
+            and r["worst_class_precision_today"] < report["target_precision"] - 0.01
+            for r in runs
+        ),
         "worst_class_precision_lowest": min(
             (r["worst_class_precision"] for r in runs if r["worst_class_precision"] is not None),
             default=None,

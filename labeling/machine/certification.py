@@ -37,6 +37,11 @@ are left out of that model's certification, so the thresholds are still tested o
 about the model was fitted on; later evidence on the same side certifies it as usual. Why it is
 off by default (it certified less in the loop at 0.98): docs/loop.md.
 
+Each certification also refits a per class map of the model's confidence on the evidence
+(``labeling.machine.recalibration``, per class scope): :func:`evidence_scores` returns the
+mapped probabilities (and the model's own as ``model_probs``), the record stores the map, and
+routing reads the confidence through it.
+
 Audit answers are the other half of the design's evidence: a random share of a model's
 auto-labels, they measure that model's live precision (``labeling.machine.audit``) and pause a
 class that falls short. They are not pooled into certification: they are drawn from the images an
