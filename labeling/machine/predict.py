@@ -290,8 +290,7 @@ def _route_batch(
                         unusual=guard.unusual(pvalue),
                     )
                 )
-            elif (prediction.decision, prediction.confidence) != (decision, confidence):
-                # The confidence routing read moves with the evidence's calibration.
+            elif prediction.decision != decision or _moved(prediction.confidence, confidence):
                 Prediction.objects.filter(pk=prediction.pk).update(
                     decision=decision, confidence=confidence
                 )
@@ -300,6 +299,13 @@ def _route_batch(
         Prediction.objects.bulk_create(new_predictions)
         cost_record_predictions(project=project, count=len(new_predictions))
         guard.close()
+
+
+def _moved(stored: float | None, now: float) -> bool:
+    """Whether a re-route's confidence differs from the stored one: it moves with the evidence's
+    calibration (stored probabilities are rounded to 6 places, so smaller differences are not
+    moves, and re-routes need not rewrite every row)."""
+    return stored is None or abs(stored - now) > 1e-6
 
 
 def _route_one(
