@@ -119,22 +119,25 @@ def study(logits, labels, *, size, target, delta, resamples, rng) -> dict:
             stats[rule]["coverage"].append(coverage)
             stats[rule]["precision"].append(np.nan if precision is None else precision)
             stats[rule]["worst"].append(worst)
+    return {rule: summary(s, target) for rule, s in stats.items()}
+
+
+def summary(s: dict, target: float) -> dict:
+    """One rule's resamples (lists of ``coverage``, ``precision`` (NaN: nothing auto-labeled)
+    and ``worst`` class precision) as the reported figures."""
     return {
-        rule: {
-            "mean_coverage": round(float(np.mean(s["coverage"])), 4),
-            # None when no resample auto-labeled anything
-            "mean_precision": (
-                round(float(np.nanmean(s["precision"])), 4)
-                if not np.isnan(s["precision"]).all()
-                else None
-            ),
-            "worst_class_precision_mean": round(float(np.mean(s["worst"])), 4),
-            "worst_class_precision_lowest": round(float(np.min(s["worst"])), 4),
-            "worst_class_below_target_minus_1pt": round(
-                float(np.mean(np.array(s["worst"]) < target - 0.01)), 4
-            ),
-        }
-        for rule, s in stats.items()
+        "mean_coverage": round(float(np.mean(s["coverage"])), 4),
+        # None when no resample auto-labeled anything
+        "mean_precision": (
+            round(float(np.nanmean(s["precision"])), 4)
+            if not np.isnan(s["precision"]).all()
+            else None
+        ),
+        "worst_class_precision_mean": round(float(np.mean(s["worst"])), 4),
+        "worst_class_precision_lowest": round(float(np.min(s["worst"])), 4),
+        "worst_class_below_target_minus_1pt": round(
+            float(np.mean(np.array(s["worst"]) < target - 0.01)), 4
+        ),
     }
 
 

@@ -37,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.class_calibration import choose, judged  # noqa: E402
+from bench.class_calibration import choose, judged, summary  # noqa: E402
 from bench.pool_logits import pool_logits  # noqa: E402
 from ml.calibration import fit_class_calibration, fit_temperature, softmax  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
@@ -68,20 +68,7 @@ def study(logits, labels, n_val, *, size, target, delta, noise, resamples, rng) 
             stats[rule]["coverage"].append(coverage)
             stats[rule]["precision"].append(np.nan if precision is None else precision)
             stats[rule]["worst"].append(worst)
-    out = {}
-    for rule, s in stats.items():
-        precisions = np.array(s["precision"], dtype=float)
-        out[rule] = {
-            "mean_coverage": round(float(np.mean(s["coverage"])), 4),
-            "mean_precision": (
-                None if np.isnan(precisions).all() else round(float(np.nanmean(precisions)), 4)
-            ),
-            "worst_class_precision_mean": round(float(np.mean(s["worst"])), 4),
-            "worst_class_precision_lowest": round(float(np.min(s["worst"])), 4),
-            "worst_class_below_target_minus_1pt": round(
-                float(np.mean(np.array(s["worst"]) < target - 0.01)), 4
-            ),
-        }
+    out = {rule: summary(s, target) for rule, s in stats.items()}
     out["floor_cost_model_calibration"] = round(
         out["today"]["mean_coverage"] - out["model_calibration"]["mean_coverage"], 4
     )
