@@ -6,9 +6,9 @@ checkpoint brought from elsewhere was calibrated on its own validation split (an
 photos, ~150 per class). The threshold floor reads that confidence image by image (a calibrated
 confidence under the target is never an auto-label), so wherever it is too low for a class the
 floor turns away images the project's own random sample shows to be right. Measured on the
-10,000-label checkpoint with 1,000 evidence items at target 0.95 (docs/ml.md, "The project's own
-calibration"): the floor cost 4.7 points of coverage on the checkpoint's calibration and 2.2 on
-a per class map refitted on the evidence.
+10,000-label checkpoint with 1,000 evidence items at target 0.95 (``bench/recalibration.py``,
+docs/ml.md): the floor cost 5.0 points of coverage on the checkpoint's calibration and 2.1 on a
+per class map refitted on the evidence.
 
 So each time a model is certified, a second per class Platt map (``ml.calibration``'s, fitted
 on the model's probabilities) is fitted on the evidence: the random calibration share and the
