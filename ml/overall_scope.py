@@ -150,6 +150,12 @@ def select_overall_thresholds(
     if walk.threshold is None:
         reason = walk.reason.replace(f"{int(eligible.sum())} items", f"{support} items")
         return OverallThreshold(None, [None] * num_classes, support, 0, 0, None, reason)
+    reason = (
+        f"lowest level with pooled error bound {walk.upper_bound:.4f} ≤ {1 - target:.4f}"
+        if walk.upper_bound is not None
+        # raised to the target and no item reaches it: the walk's own reason says so
+        else walk.reason
+    )
     return OverallThreshold(
         walk.threshold,
         family_thresholds(walk.threshold, floors),
@@ -157,7 +163,7 @@ def select_overall_thresholds(
         walk.accepted,
         walk.errors,
         walk.upper_bound,
-        f"lowest level with pooled error bound {walk.upper_bound:.4f} ≤ {1 - target:.4f}",
+        reason,
     )
 
 
@@ -204,15 +210,17 @@ def guarantee_curve(
     delta: float,
     min_support: int = DEFAULT_MIN_SUPPORT,
     floor: Floor = None,
+    scopes: Sequence[str] = SCOPES,
 ) -> dict[str, list[dict]]:
-    """For each scope and target: the share of the calibration items the certified thresholds
-    auto-label, and their precision there (what the admin trades when choosing a scope)."""
+    """For each of ``scopes`` and target: the share of the calibration items the certified
+    thresholds auto-label, and their precision there (what the admin trades when choosing a
+    scope)."""
     probs = np.asarray(probs, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
-    out: dict[str, list[dict]] = {scope: [] for scope in SCOPES}
+    out: dict[str, list[dict]] = {scope: [] for scope in scopes}
     if not len(labels):
         return out
-    for scope in SCOPES:
+    for scope in scopes:
         for target in targets:
             values, _ = certify(
                 probs,

@@ -250,7 +250,11 @@ def certify(
     names = model.metrics.get("class_names") or project.label_names()
     if scored is None:
         scored = evidence_scores(project, model, predict_missing=predict_missing)
-    probs, labels = scored["probs"], scored["labels"]
+    # The evidence-refitted map serves the per class scope only (labeling.machine.recalibration):
+    # another scope, previewed or chosen, is certified on the model's own confidence.
+    remap = scored.get("recalibration") if scope == overall_scope.PER_CLASS else None
+    probs = scored["probs"] if remap is not None else scored.get("model_probs", scored["probs"])
+    labels = scored["labels"]
     record = {
         "target": target,
         "confidence": confidence,
@@ -260,10 +264,8 @@ def certify(
         "calibration_fit": scored.get("fitted", 0),
         # The per class map the evidence fitted (labeling.machine.recalibration); routing reads
         # the confidence through it. None: the model's own calibration stands.
-        "recalibration": (
-            scored["recalibration"].to_list() if scored.get("recalibration") is not None else None
-        ),
-        "recalibrated_on": int(len(labels)) if scored.get("recalibration") is not None else 0,
+        "recalibration": remap.to_list() if remap is not None else None,
+        "recalibrated_on": int(len(labels)) if remap is not None else 0,
         "relabeled": evidence_relabeled(project),
         "unscored": scored["unscored"],
         "certified_at": timezone.now().isoformat(timespec="seconds"),

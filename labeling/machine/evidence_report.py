@@ -98,11 +98,19 @@ def guarantee_curves(*, project: Project, model: ModelVersion) -> dict | None:
     if not len(scored["labels"]):
         return None
     targets = sorted({*CURVE_TARGETS, project.target_precision})
-    curves = overall_scope.guarantee_curve(
-        scored["probs"],
-        scored["labels"],
-        targets=targets,
-        delta=1 - project.threshold_confidence,
-        min_support=settings.THRESHOLD_MIN_SUPPORT,
-    )
+    curves = {}
+    # Per class on the confidence the project's evidence recalibrated; the overall scope on the
+    # model's own, as each would be certified (labeling.machine.recalibration).
+    for scope, probs in (
+        (overall_scope.PER_CLASS, scored["probs"]),
+        (overall_scope.OVERALL, scored["model_probs"]),
+    ):
+        curves[scope] = overall_scope.guarantee_curve(
+            probs,
+            scored["labels"],
+            targets=targets,
+            delta=1 - project.threshold_confidence,
+            min_support=settings.THRESHOLD_MIN_SUPPORT,
+            scopes=(scope,),
+        )[scope]
     return {"n": int(len(scored["labels"])), "confidence": project.threshold_confidence, **curves}

@@ -9,7 +9,8 @@ import pytest
 from django.urls import reverse
 
 from labeling.access import Role
-from labeling.machine.certification import model_certify, project_thresholds
+from labeling.machine.certification import certify, model_certify, project_thresholds
+from labeling.machine.evidence_report import guarantee_curves
 from labeling.machine.predict import items_predict
 from labeling.models import Item, ItemStatus, ModelVersion, Prediction, PredictionDecision
 from labeling.project_setup import member_add
@@ -106,6 +107,26 @@ def test_the_overall_scope_keeps_the_model_calibration(project):
     record = model_certify(project=project, model=project.active_model)
 
     assert record["scope"] == "overall" and record["recalibration"] is None
+
+
+def test_a_preview_of_the_overall_scope_reads_the_model_own_confidence(project):
+    # What the thresholds page shows for the other scope is what choosing it would certify.
+    model = project.active_model
+    per_class = certify(
+        project, model, target=0.9, confidence=0.9, scope="per_class", predict_missing=False
+    )
+    overall = certify(
+        project, model, target=0.9, confidence=0.9, scope="overall", predict_missing=False
+    )
+
+    assert per_class["coverage"] == 1.0 and per_class["recalibration"] is not None
+    assert overall["coverage"] == 0.0 and overall["recalibration"] is None
+    curves = guarantee_curves(project=project, model=model)
+    at = {
+        scope: {row["target"]: row["coverage"] for row in curves[scope]}
+        for scope in ("per_class", "overall")
+    }
+    assert at["per_class"][0.9] == 1.0 and at["overall"][0.9] == 0.0
 
 
 def test_evidence_that_the_model_is_often_wrong_keeps_its_images_with_humans(project):

@@ -129,3 +129,12 @@ def test_naive_thresholds_still_available_for_comparison():
     rng = np.random.default_rng(5)
     probs, labels = _stream(rng, 2000)
     assert len(naive_thresholds(probs, None, labels, K, target=TARGET)) == K
+
+
+def test_a_walk_raised_to_a_target_no_item_reaches_accepts_nothing_and_says_why():
+    # Every item right but only 0.85 sure: the walk passes at 0.85, the floor lifts it to 0.9,
+    # where nothing is left (this used to fail formatting a missing error bound).
+    probs = np.tile([0.85, 0.15], (200, 1))
+    chosen = select_overall_thresholds(probs, None, np.zeros(200, int), 2, target=0.9)
+    assert chosen.accepted == 0 and chosen.upper_bound is None
+    assert "floor" in chosen.reason
