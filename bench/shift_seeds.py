@@ -55,23 +55,23 @@ def main(argv: list[str] | None = None) -> dict:
             ]
             subprocess.run(command, check=True)
             report = json.loads(out.read_text())
-        clean = report["scenarios"][args.scenario]
+        entry = report["scenarios"][args.scenario]
         runs.append(
             {
                 "seed": seed,
-                "evidence": clean["thresholds_evidence"],
-                "coverage": clean["protected"]["coverage"],
-                "coverage_today": clean["today"]["coverage"],
-                "drop": round(clean["today"]["coverage"] - clean["protected"]["coverage"], 4),
-                "precision": clean["protected"]["precision"],
-                "precision_today": clean["today"]["precision"],
-                "worst_class_precision": clean["protected"]["worst_class_precision"],
-                "worst_class_precision_today": clean["today"]["worst_class_precision"],
-                "unusual_share": clean["protected"]["unusual_share"],
+                "evidence": entry["thresholds_evidence"],
+                "coverage": entry["protected"]["coverage"],
+                "coverage_today": entry["today"]["coverage"],
+                "drop": round(entry["today"]["coverage"] - entry["protected"]["coverage"], 4),
+                "precision": entry["protected"]["precision"],
+                "precision_today": entry["today"]["precision"],
+                "worst_class_precision": entry["protected"]["worst_class_precision"],
+                "worst_class_precision_today": entry["today"]["worst_class_precision"],
+                "unusual_share": entry["protected"]["unusual_share"],
                 # auto-labels and precision per class (position), both rules
-                "per_class": clean["protected"]["per_class"],
-                "per_class_today": clean["today"]["per_class"],
-                "thresholds_in_force": clean["thresholds_in_force"],
+                "per_class": entry["protected"]["per_class"],
+                "per_class_today": entry["today"]["per_class"],
+                "thresholds_in_force": entry["thresholds_in_force"],
             }
         )
         print(json.dumps(runs[-1]), flush=True)

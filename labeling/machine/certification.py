@@ -64,7 +64,7 @@ from django.utils import timezone
 
 from labeling.machine.evidence_recheck import evidence_recheck_open, evidence_relabeled
 from labeling.machine.predictors import checkpoint_path, heldout_load, predictor_for
-from labeling.machine.recalibration import recalibration_fit, routing_probs
+from labeling.machine.recalibration import recalibration_fit, routing_probs, scope_calibration
 from labeling.models import Item, ItemSource, LabelReview, ModelVersion, Prediction, Project
 from ml import overall_scope, thresholds
 
@@ -201,10 +201,11 @@ def evidence_scores(
     probs, labels = probs[usable], labels[have][usable]
     # The project's own calibration of this model, fitted on this evidence
     # (labeling.machine.recalibration); the thresholds read the mapped confidence.
-    remap = recalibration_fit(project, probs, labels) if probs.shape[1:] == (k,) else None
+    remap = recalibration_fit(probs, labels) if probs.shape[1:] == (k,) else None
     return {
         "item_ids": ids[have][usable],
-        "probs": routing_probs(remap, probs),
+        # as the project's scope reads them; ``model_probs`` and the map serve the other scope
+        "probs": routing_probs(scope_calibration(project.threshold_scope, remap), probs),
         "model_probs": probs,
         "labels": labels,
         "unscored": int((~have).sum()),
@@ -252,9 +253,8 @@ def certify(
         scored = evidence_scores(project, model, predict_missing=predict_missing)
     # The evidence-refitted map serves the per class scope only (labeling.machine.recalibration):
     # another scope, previewed or chosen, is certified on the model's own confidence.
-    remap = scored.get("recalibration") if scope == overall_scope.PER_CLASS else None
-    probs = scored["probs"] if remap is not None else scored.get("model_probs", scored["probs"])
-    labels = scored["labels"]
+    remap = scope_calibration(scope, scored["recalibration"])
+    probs, labels = routing_probs(remap, scored["model_probs"]), scored["labels"]
     record = {
         "target": target,
         "confidence": confidence,

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from labeling.costs import answer_cost
 from labeling.machine.certification import evidence_items, evidence_scores
+from labeling.machine.recalibration import routing_probs, scope_calibration
 from labeling.models import (
     Annotation,
     Item,
@@ -99,14 +100,11 @@ def guarantee_curves(*, project: Project, model: ModelVersion) -> dict | None:
         return None
     targets = sorted({*CURVE_TARGETS, project.target_precision})
     curves = {}
-    # Per class on the confidence the project's evidence recalibrated; the overall scope on the
-    # model's own, as each would be certified (labeling.machine.recalibration).
-    for scope, probs in (
-        (overall_scope.PER_CLASS, scored["probs"]),
-        (overall_scope.OVERALL, scored["model_probs"]),
-    ):
+    # Each scope on the confidence it would be certified on (labeling.machine.recalibration).
+    for scope in overall_scope.SCOPES:
+        remap = scope_calibration(scope, scored["recalibration"])
         curves[scope] = overall_scope.guarantee_curve(
-            probs,
+            routing_probs(remap, scored["model_probs"]),
             scored["labels"],
             targets=targets,
             delta=1 - project.threshold_confidence,

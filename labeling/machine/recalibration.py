@@ -44,27 +44,29 @@ import logging
 import numpy as np
 from django.conf import settings
 
-from labeling.models import ModelVersion, Project
+from labeling.models import ModelVersion
 from ml import overall_scope
 from ml.calibration import ClassCalibration, fit_class_calibration
 
 logger = logging.getLogger(__name__)
 
 
-def recalibration_fit(
-    project: Project, probs: np.ndarray, labels: np.ndarray
-) -> ClassCalibration | None:
+def recalibration_fit(probs: np.ndarray, labels: np.ndarray) -> ClassCalibration | None:
     """The per class map fitted on the evidence's (model-calibrated) ``probs`` and human
     ``labels``; None, when the model's own calibration stands, while there are fewer than
-    ``settings.EVIDENCE_RECALIBRATION_MIN`` items (0 turns it off) or in the overall scope."""
+    ``settings.EVIDENCE_RECALIBRATION_MIN`` items (0 turns it off)."""
     minimum = settings.EVIDENCE_RECALIBRATION_MIN
     if minimum <= 0 or len(labels) < minimum:
         return None
-    if project.threshold_scope != overall_scope.PER_CLASS:
-        # One level for all classes compares confidences across classes, and a map fitted on
-        # the certifying evidence reorders them: the family tested would depend on its labels.
-        return None
     return fit_class_calibration(np.asarray(probs, dtype=np.float64), labels)
+
+
+def scope_calibration(scope: str, calibration: ClassCalibration | None) -> ClassCalibration | None:
+    """The map a ``scope``'s thresholds are certified and routed on: the evidence's in per class
+    scope, none (the model's own calibration) in any other. One level for all classes compares
+    confidences across classes, and a map fitted on the certifying evidence reorders them: the
+    family tested would depend on its labels."""
+    return calibration if scope == overall_scope.PER_CLASS else None
 
 
 def routing_calibration(model: ModelVersion | None) -> ClassCalibration | None:

@@ -107,6 +107,16 @@ def test_the_overall_scope_keeps_the_model_calibration(project):
     record = model_certify(project=project, model=project.active_model)
 
     assert record["scope"] == "overall" and record["recalibration"] is None
+    # and a preview of the per class scope reads the map choosing that scope would certify on
+    preview = certify(
+        project,
+        project.active_model,
+        target=0.9,
+        confidence=0.9,
+        scope="per_class",
+        predict_missing=False,
+    )
+    assert preview["recalibration"] is not None and preview["coverage"] == 1.0
 
 
 def test_a_preview_of_the_overall_scope_reads_the_model_own_confidence(project):
