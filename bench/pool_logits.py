@@ -35,3 +35,21 @@ def pool_logits(checkpoint: Path) -> tuple[np.ndarray, np.ndarray, int]:
     labels = np.concatenate([y_train[val_idx], y_test])
     np.savez(cached, logits=logits, labels=labels)
     return logits, labels, len(val_idx)
+
+
+def shifted_test_logits(checkpoint: Path, kind: str, seed: int = 0) -> np.ndarray:
+    """The test split's logits with every image made a ``kind`` photo (``bench/photo_shifts.py``,
+    as PNG bytes like an upload; image i drawn with seed ``seed + i``), cached beside the
+    checkpoint."""
+    from bench.photo_shifts import shifted_png
+
+    cached = checkpoint / f"shifted_{kind}_{seed}_logits.npz"
+    if cached.exists() and cached.stat().st_mtime > (checkpoint / "model.pt").stat().st_mtime:
+        with np.load(cached) as npz:
+            return npz["logits"]
+    x_test, _ = load_split("test")
+    predictor = Predictor.load(checkpoint, num_threads=2)
+    images = [shifted_png(pixels, kind, seed + i) for i, pixels in enumerate(x_test)]
+    logits = predictor.score(images, batch_size=256).logits
+    np.savez(cached, logits=logits)
+    return logits

@@ -21,7 +21,20 @@ errors on plausible confusions, harsher than random ones), since the loop's evid
 worst class's realised precision (classes with ≥ 20 auto-labels), its lowest over resamples and
 how often it fell more than a point under the target.
 
+``--stream-shift KIND`` judges the rules on the stream's images shifted one way
+(``bench/photo_shifts.py``), the evidence staying clean: does the guarantee bend when photos change
+a little and the shift guard has no reason to stop them (re-encoding)? The figures are then also
+given for the first 1,000 images of each stream, the size of ``bench/shift.py``'s scenarios, whose
+worst class is judged on a few dozen auto-labels: how often a stream that size shows a class under
+target − 1 point although the class holds on the whole stream. ``--strengths`` adds the evidence
+map fitted with a stronger pull towards the model's own calibration (``strength`` of
+``ml.calibration.fit_class_calibration``; the service uses 1): what robustness to such a shift
+would cost in coverage.
+
     python bench/recalibration.py --checkpoint /tmp/b15/ckpt/fashion_10000_augmented
+    python bench/recalibration.py --checkpoint /tmp/b15/ckpt/fashion_10000_augmented \
+        --stream-shift reencoded --runs 0.95:1000:0 --resamples 100 \
+        --out bench/results/recalibration_reencoded.json
 """
 
 from __future__ import annotations
@@ -38,37 +51,89 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.class_calibration import choose, judged, summary  # noqa: E402
-from bench.pool_logits import pool_logits  # noqa: E402
+from bench.pool_logits import pool_logits, shifted_test_logits  # noqa: E402
 from ml.calibration import fit_class_calibration, fit_temperature, softmax  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
 
 RULES = ("today", "model_calibration", "evidence_recalibration")
 
 
-def study(logits, labels, n_val, *, size, target, delta, noise, resamples, rng) -> dict:
-    """The three rules over ``resamples`` draws of ``size`` evidence items from the test split."""
-    plain = softmax(logits, fit_temperature(logits[:n_val], labels[:n_val]))
-    model = fit_class_calibration(plain[:n_val], labels[:n_val]).apply(plain)
+SMALL_STREAM = 1000  # bench/shift.py's images per scenario
+
+
+def study(
+    logits,
+    labels,
+    n_val,
+    *,
+    size,
+    target,
+    delta,
+    noise,
+    resamples,
+    rng,
+    shifted=None,
+    strengths=(),
+) -> dict:
+    """The three rules over ``resamples`` draws of ``size`` evidence items from the test split,
+    judged on the rest of it (``shifted``: the test split's logits as shifted photos)."""
+    temperature = fit_temperature(logits[:n_val], labels[:n_val])
+    plain = softmax(logits, temperature)
+    model_map = fit_class_calibration(plain[:n_val], labels[:n_val])
+    model = model_map.apply(plain)
+    seen = model
+    if shifted is not None:  # the pool as it arrives: validation rows never judged, so kept
+        seen = model_map.apply(softmax(np.concatenate([logits[:n_val], shifted]), temperature))
     test = np.arange(n_val, len(labels))
-    stats = {rule: {"coverage": [], "precision": [], "worst": []} for rule in RULES}
+    rules = RULES + tuple(f"evidence_recalibration_strength_{s:g}" for s in strengths)
+    stats = {rule: {"coverage": [], "precision": [], "worst": []} for rule in rules}
+    small = {rule: {"coverage": [], "precision": [], "worst": []} for rule in rules}
+    small_clean = {rule: {"coverage": [], "precision": [], "worst": []} for rule in rules}
     for _ in range(resamples):
         order = rng.permutation(test)
         evidence, stream = order[:size], order[size:]
         given = labels.copy()
         flipped = evidence[rng.random(size) < noise]
         given[flipped] = np.argsort(model[flipped], axis=1)[:, -2]
-        remapped = fit_class_calibration(model[evidence], given[evidence]).apply(model)
-        for rule, probs, kind in (
-            ("today", model, "no_floor"),
-            ("model_calibration", model, "floor"),
-            ("evidence_recalibration", remapped, "floor"),
-        ):
+        evidence_map = fit_class_calibration(model[evidence], given[evidence])
+        remapped, remapped_seen = evidence_map.apply(model), evidence_map.apply(seen)
+        candidates = [
+            ("today", model, seen, "no_floor"),
+            ("model_calibration", model, seen, "floor"),
+            ("evidence_recalibration", remapped, remapped_seen, "floor"),
+        ]
+        for strength in strengths:
+            shrunk = fit_class_calibration(model[evidence], given[evidence], strength=strength)
+            candidates.append(
+                (
+                    f"evidence_recalibration_strength_{strength:g}",
+                    shrunk.apply(model),
+                    shrunk.apply(seen),
+                    "floor",
+                )
+            )
+        for rule, probs, probs_seen, kind in candidates:
             chosen = choose(kind, probs[evidence], given[evidence], target, delta)
-            coverage, precision, worst = judged(probs[stream], labels[stream], chosen)
-            stats[rule]["coverage"].append(coverage)
-            stats[rule]["precision"].append(np.nan if precision is None else precision)
-            stats[rule]["worst"].append(worst)
+            for into, judged_probs, part in (
+                (stats, probs_seen, stream),
+                (small, probs_seen, stream[:SMALL_STREAM]),
+                (small_clean, probs, stream[:SMALL_STREAM]),
+            ):
+                coverage, precision, worst = judged(judged_probs[part], labels[part], chosen)
+                into[rule]["coverage"].append(coverage)
+                into[rule]["precision"].append(np.nan if precision is None else precision)
+                into[rule]["worst"].append(worst)
     out = {rule: summary(s, target) for rule, s in stats.items()}
+    if shifted is not None:
+        out[f"streams_of_{SMALL_STREAM}"] = {rule: summary(s, target) for rule, s in small.items()}
+        # The same streams unshifted: how often a stream that size misses in distribution.
+        out[f"unshifted_streams_of_{SMALL_STREAM}"] = {
+            rule: summary(s, target) for rule, s in small_clean.items()
+        }
+    for rule in rules[len(RULES) :]:
+        out[f"floor_cost_{rule}"] = round(
+            out["today"]["mean_coverage"] - out[rule]["mean_coverage"], 4
+        )
     out["floor_cost_model_calibration"] = round(
         out["today"]["mean_coverage"] - out["model_calibration"]["mean_coverage"], 4
     )
@@ -85,13 +150,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--resamples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--stream-shift", default="", help="a bench/photo_shifts.py kind")
+    parser.add_argument("--strengths", default="", help="extra evidence map strengths, e.g. 5,20")
     parser.add_argument("--out", default="bench/results/recalibration.json")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     logits, labels, n_val = pool_logits(Path(args.checkpoint))
+    shifted = None
+    if args.stream_shift:
+        shifted = shifted_test_logits(Path(args.checkpoint), args.stream_shift)
+        accuracy = float((shifted.argmax(1) == labels[n_val:]).mean())
+        print(f"{args.stream_shift} test split: accuracy {accuracy:.4f}", flush=True)
     rng = np.random.default_rng(args.seed)
     report: dict = {
         "benchmark": "recalibration",
+        "stream_shift": args.stream_shift or None,
         "command": "python " + shlex.join(sys.argv if argv is None else [__file__, *argv]),
         "machine": machine_info(),
         "checkpoint": args.checkpoint,
@@ -113,12 +186,15 @@ def main(argv: list[str] | None = None) -> dict:
             noise=float(noise),
             resamples=args.resamples,
             rng=rng,
+            shifted=shifted,
+            strengths=[float(x) for x in args.strengths.split(",") if x],
         )
         report["runs"][f"target {target}, {size} evidence items, label noise {noise}"] = result
         line = ", ".join(
             f"{rule} {result[rule]['mean_coverage']:.3f} "
             f"(worst {result[rule]['worst_class_precision_mean']:.3f})"
-            for rule in RULES
+            for rule in result
+            if isinstance(result[rule], dict) and "mean_coverage" in result[rule]
         )
         print(f"target {target}, {size} items, noise {noise}: {line}", flush=True)
     report["seconds"] = round(time.perf_counter() - started, 1)

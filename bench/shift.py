@@ -417,6 +417,7 @@ def main(argv: list[str] | None = None) -> dict:
     import django
 
     django.setup()
+    from django.conf import settings as django_settings
     from django.core.management import call_command
     from django.db import transaction
     from PIL import Image
@@ -491,6 +492,11 @@ def main(argv: list[str] | None = None) -> dict:
         "threshold_confidence": args.confidence,
         "audit_rate": args.audit_rate,
         "heldout_labels": len(history),
+        # the service settings the evidence map is fitted with (environment, as the worker reads)
+        "evidence_recalibration": {
+            "min": django_settings.EVIDENCE_RECALIBRATION_MIN,
+            "strength": django_settings.EVIDENCE_RECALIBRATION_STRENGTH,
+        },
         "images_per_scenario": args.images,
         "chunk": args.chunk,
         "load_average_at_start": load_at_start,

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": report["machine"],
         "checkpoint": args.checkpoint,
         "images_per_run": args.images,
+        "evidence_recalibration": report.get("evidence_recalibration"),
         "runs": runs,
         "mean_coverage": round(float(np.mean([r["coverage"] for r in runs])), 4),
         "mean_coverage_today": round(float(np.mean([r["coverage_today"] for r in runs])), 4),

@@ -240,6 +240,14 @@ CALIBRATION_FIT_MIN = int(os.environ.get("CALIBRATION_FIT_MIN", 0))
 # Below ~100 items the walk certifies nothing per class anyway, and the map is shrunk towards
 # the model's own calibration.
 EVIDENCE_RECALIBRATION_MIN = int(os.environ.get("EVIDENCE_RECALIBRATION_MIN", 100))
+# How hard that map is pulled towards the model's own calibration (a penalty weight on its slope
+# and intercept; ml.calibration.fit_class_calibration). Higher buys robustness to uploads that
+# drift in ways the shift guard cannot see (re-compressed photos) at some coverage: at 5, the
+# worst class held under re-encoded photos in 100 of 100 resamples (95 of 100 at 1) for 0.7
+# points of coverage (bench/recalibration.py --stream-shift reencoded; docs/ml.md).
+EVIDENCE_RECALIBRATION_STRENGTH = float(os.environ.get("EVIDENCE_RECALIBRATION_STRENGTH", 1.0))
+if not EVIDENCE_RECALIBRATION_STRENGTH >= 0:  # NaN or negative would leave the fit unbounded
+    raise ImproperlyConfigured("EVIDENCE_RECALIBRATION_STRENGTH must be a number ≥ 0.")
 # Evidence labels a confident model contradicts go to an expert before they sink a target near
 # the humans' own accuracy (labeling.machine.evidence_recheck); at most this many wait at once,
 # 0 turns it off. Target mode only.

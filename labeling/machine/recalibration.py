@@ -54,11 +54,16 @@ logger = logging.getLogger(__name__)
 def recalibration_fit(probs: np.ndarray, labels: np.ndarray) -> ClassCalibration | None:
     """The per class map fitted on the evidence's (model-calibrated) ``probs`` and human
     ``labels``; None, when the model's own calibration stands, while there are fewer than
-    ``settings.EVIDENCE_RECALIBRATION_MIN`` items (0 turns it off)."""
+    ``settings.EVIDENCE_RECALIBRATION_MIN`` items (0 turns it off). The map is pulled towards
+    the model's own calibration with ``settings.EVIDENCE_RECALIBRATION_STRENGTH``."""
     minimum = settings.EVIDENCE_RECALIBRATION_MIN
     if minimum <= 0 or len(labels) < minimum:
         return None
-    return fit_class_calibration(np.asarray(probs, dtype=np.float64), labels)
+    return fit_class_calibration(
+        np.asarray(probs, dtype=np.float64),
+        labels,
+        strength=settings.EVIDENCE_RECALIBRATION_STRENGTH,
+    )
 
 
 def scope_calibration(scope: str, calibration: ClassCalibration | None) -> ClassCalibration | None:

@@ -177,3 +177,18 @@ def test_a_corrupt_stored_map_leaves_the_model_calibration_in_force(project):
     # routing goes on, on the model's own confidence: 0.85 is under the stored thresholds
     assert {i.status for i in reroute(project)} == {ItemStatus.QUEUED}
     assert np.isclose(Prediction.objects.filter(item_id=project.waiting[0]).get().confidence, 0.85)
+
+
+def test_a_stronger_pull_keeps_the_map_nearer_the_model_calibration(project, settings):
+    # An operator who expects uploads to drift unseen trades coverage for robustness: the
+    # strongest pull leaves the model's own calibration, and its unsure images with humans.
+    record = model_certify(project=project, model=project.active_model)
+    free_slopes = [slope for slope, _ in record["recalibration"]]
+
+    settings.EVIDENCE_RECALIBRATION_STRENGTH = 1e9
+    record = model_certify(project=project, model=project.active_model)
+
+    pulled = record["recalibration"]
+    assert all(abs(slope - 1) < 1e-3 and abs(intercept) < 1e-3 for slope, intercept in pulled)
+    assert max(abs(s - 1) for s in free_slopes) > 0.1
+    assert {i.status for i in reroute(project)} == {ItemStatus.QUEUED}
