@@ -243,11 +243,18 @@ EVIDENCE_RECALIBRATION_MIN = int(os.environ.get("EVIDENCE_RECALIBRATION_MIN", 10
 # How hard that map is pulled towards the model's own calibration (a penalty weight on its slope
 # and intercept; ml.calibration.fit_class_calibration). Higher buys robustness to uploads that
 # drift in ways the shift guard cannot see (re-compressed photos) at some coverage: at 5, the
-# worst class held under re-encoded photos in 100 of 100 resamples (95 of 100 at 1) for 0.7
-# points of coverage (bench/recalibration.py --stream-shift reencoded; docs/ml.md).
-EVIDENCE_RECALIBRATION_STRENGTH = float(os.environ.get("EVIDENCE_RECALIBRATION_STRENGTH", 1.0))
+# worst class held under re-encoded photos in 100 of 100 resamples (95 of 100 at 1) for 0.7-0.8
+# points of coverage offline, 1.3 on the service path (bench/recalibration.py --stream-shift
+# reencoded, bench/shift_seeds.py; docs/ml.md), more than the in-distribution goal can spare.
+try:
+    EVIDENCE_RECALIBRATION_STRENGTH = float(os.environ.get("EVIDENCE_RECALIBRATION_STRENGTH", 1.0))
+except ValueError:
+    EVIDENCE_RECALIBRATION_STRENGTH = float("nan")
 if not EVIDENCE_RECALIBRATION_STRENGTH >= 0:  # NaN or negative would leave the fit unbounded
-    raise ImproperlyConfigured("EVIDENCE_RECALIBRATION_STRENGTH must be a number ≥ 0.")
+    raise ImproperlyConfigured(
+        "EVIDENCE_RECALIBRATION_STRENGTH must be a number ≥ 0, not "
+        f"{os.environ.get('EVIDENCE_RECALIBRATION_STRENGTH')!r}."
+    )
 # Evidence labels a confident model contradicts go to an expert before they sink a target near
 # the humans' own accuracy (labeling.machine.evidence_recheck); at most this many wait at once,
 # 0 turns it off. Target mode only.

@@ -72,12 +72,12 @@ def test_production_refuses_to_start_without_a_secret_key():
     assert "SECRET_KEY must be set" in result.stderr
 
 
-@pytest.mark.parametrize("value", ["-1", "nan"])
-def test_a_negative_recalibration_strength_stops_the_start_with_its_name(value):
+@pytest.mark.parametrize("value", ["-1", "nan", "strong"])
+def test_a_recalibration_strength_that_is_no_number_over_zero_stops_the_start(value):
     result = manage("check", env=production_env(EVIDENCE_RECALIBRATION_STRENGTH=value))
 
     assert result.returncode != 0
-    assert "EVIDENCE_RECALIBRATION_STRENGTH must be a number" in result.stderr
+    assert f"EVIDENCE_RECALIBRATION_STRENGTH must be a number ≥ 0, not '{value}'" in result.stderr
 
 
 def test_production_settings_turn_on_the_secure_defaults():
