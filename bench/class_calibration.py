@@ -141,6 +141,16 @@ def summary(s: dict, target: float) -> dict:
     }
 
 
+def rule_line(result: dict) -> str:
+    """A progress line: each rule's mean coverage and mean worst class (the entries of
+    ``result`` that are a rule's :func:`summary`; other figures beside them are left out)."""
+    return ", ".join(
+        f"{rule} {r['mean_coverage']:.3f} (worst {r['worst_class_precision_mean']:.3f})"
+        for rule, r in result.items()
+        if isinstance(r, dict) and "mean_coverage" in r
+    )
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", required=True, help="comma-separated checkpoint dirs")
@@ -183,10 +193,7 @@ def main(argv: list[str] | None = None) -> dict:
                     rng=rng,
                 )
                 entry["runs"][f"target {target}, {size} items"] = result
-                line = ", ".join(
-                    f"{rule} {r['mean_coverage']:.3f} (worst {r['worst_class_precision_mean']:.3f})"
-                    for rule, r in result.items()
-                )
+                line = rule_line(result)
                 print(f"{checkpoint.name} target {target} {size} items: {line}", flush=True)
         report["checkpoints"][checkpoint.name] = entry
     report["seconds"] = round(time.perf_counter() - started, 1)

@@ -50,7 +50,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.class_calibration import choose, judged, summary  # noqa: E402
+from bench.class_calibration import choose, judged, rule_line, summary  # noqa: E402
 from bench.pool_logits import pool_logits, shifted_test_logits  # noqa: E402
 from ml.calibration import fit_class_calibration, fit_temperature, softmax  # noqa: E402
 from ml.environment import machine_info  # noqa: E402
@@ -59,6 +59,10 @@ RULES = ("today", "model_calibration", "evidence_recalibration")
 
 
 SMALL_STREAM = 1000  # bench/shift.py's images per scenario
+
+
+def strength_rule(strength: float) -> str:
+    return f"evidence_recalibration_strength_{strength:g}"
 
 
 def study(
@@ -85,7 +89,7 @@ def study(
     if shifted is not None:  # the pool as it arrives: validation rows never judged, so kept
         seen = model_map.apply(softmax(np.concatenate([logits[:n_val], shifted]), temperature))
     test = np.arange(n_val, len(labels))
-    rules = RULES + tuple(f"evidence_recalibration_strength_{s:g}" for s in strengths)
+    rules = RULES + tuple(strength_rule(s) for s in strengths)
     stats = {rule: {"coverage": [], "precision": [], "worst": []} for rule in rules}
     small = {rule: {"coverage": [], "precision": [], "worst": []} for rule in rules}
     small_clean = {rule: {"coverage": [], "precision": [], "worst": []} for rule in rules}
@@ -95,30 +99,32 @@ def study(
         given = labels.copy()
         flipped = evidence[rng.random(size) < noise]
         given[flipped] = np.argsort(model[flipped], axis=1)[:, -2]
-        evidence_map = fit_class_calibration(model[evidence], given[evidence])
-        remapped, remapped_seen = evidence_map.apply(model), evidence_map.apply(seen)
+        # the service's map, then the same fit pulled harder towards the model's calibration
+        maps = [("evidence_recalibration", fit_class_calibration(model[evidence], given[evidence]))]
+        maps += [
+            (
+                strength_rule(strength),
+                fit_class_calibration(model[evidence], given[evidence], strength=strength),
+            )
+            for strength in strengths
+        ]
         candidates = [
             ("today", model, seen, "no_floor"),
             ("model_calibration", model, seen, "floor"),
-            ("evidence_recalibration", remapped, remapped_seen, "floor"),
         ]
-        for strength in strengths:
-            shrunk = fit_class_calibration(model[evidence], given[evidence], strength=strength)
-            candidates.append(
-                (
-                    f"evidence_recalibration_strength_{strength:g}",
-                    shrunk.apply(model),
-                    shrunk.apply(seen),
-                    "floor",
-                )
-            )
+        for name, fit in maps:
+            mapped = fit.apply(model)
+            mapped_seen = fit.apply(seen) if shifted is not None else mapped
+            candidates.append((name, mapped, mapped_seen, "floor"))
         for rule, probs, probs_seen, kind in candidates:
             chosen = choose(kind, probs[evidence], given[evidence], target, delta)
-            for into, judged_probs, part in (
-                (stats, probs_seen, stream),
-                (small, probs_seen, stream[:SMALL_STREAM]),
-                (small_clean, probs, stream[:SMALL_STREAM]),
-            ):
+            parts = [(stats, probs_seen, stream)]
+            if shifted is not None:
+                parts += [
+                    (small, probs_seen, stream[:SMALL_STREAM]),
+                    (small_clean, probs, stream[:SMALL_STREAM]),
+                ]
+            for into, judged_probs, part in parts:
                 coverage, precision, worst = judged(judged_probs[part], labels[part], chosen)
                 into[rule]["coverage"].append(coverage)
                 into[rule]["precision"].append(np.nan if precision is None else precision)
@@ -130,16 +136,10 @@ def study(
         out[f"unshifted_streams_of_{SMALL_STREAM}"] = {
             rule: summary(s, target) for rule, s in small_clean.items()
         }
-    for rule in rules[len(RULES) :]:
+    for rule in rules[1:]:  # what each floored rule costs against the rules without the floor
         out[f"floor_cost_{rule}"] = round(
             out["today"]["mean_coverage"] - out[rule]["mean_coverage"], 4
         )
-    out["floor_cost_model_calibration"] = round(
-        out["today"]["mean_coverage"] - out["model_calibration"]["mean_coverage"], 4
-    )
-    out["floor_cost_evidence_recalibration"] = round(
-        out["today"]["mean_coverage"] - out["evidence_recalibration"]["mean_coverage"], 4
-    )
     return out
 
 
@@ -190,13 +190,7 @@ def main(argv: list[str] | None = None) -> dict:
             strengths=[float(x) for x in args.strengths.split(",") if x],
         )
         report["runs"][f"target {target}, {size} evidence items, label noise {noise}"] = result
-        line = ", ".join(
-            f"{rule} {result[rule]['mean_coverage']:.3f} "
-            f"(worst {result[rule]['worst_class_precision_mean']:.3f})"
-            for rule in result
-            if isinstance(result[rule], dict) and "mean_coverage" in result[rule]
-        )
-        print(f"target {target}, {size} items, noise {noise}: {line}", flush=True)
+        print(f"target {target}, {size} items, noise {noise}: {rule_line(result)}", flush=True)
     report["seconds"] = round(time.perf_counter() - started, 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
