@@ -276,6 +276,8 @@ SHIFT_ALPHA = float(os.environ.get("SHIFT_ALPHA", 0.01))
 SHIFT_DRIFT_LEVEL = float(os.environ.get("SHIFT_DRIFT_LEVEL", 0.10))
 SHIFT_DRIFT_RATE = float(os.environ.get("SHIFT_DRIFT_RATE", 0.30))
 SHIFT_FALSE_ALARM_IMAGES = float(os.environ.get("SHIFT_FALSE_ALARM_IMAGES", 1_000_000))
+# Fresh images per window of the shift check's window test (ml.shift; 0 turns it off).
+SHIFT_WINDOW = int(os.environ.get("SHIFT_WINDOW", 250))
 # The live audit (labeling.machine.audit): the raised audit rate of a suspect class and of every
 # class after a shift alarm, until it has passed this many audits.
 AUDIT_SUSPECT_RATE = float(os.environ.get("AUDIT_SUSPECT_RATE", 0.25))

@@ -31,6 +31,17 @@ that images exchangeable with the held-out ones raise a false alarm less than on
 ``arl`` images even at the upper end of the flag rate's uncertainty (a conformal threshold's
 realised rate varies with the calibration draw, Vovk 2012): ``p0`` is that upper bound.
 
+**A mild shift** moves every image's score a little and few of them past either level (photos
+re-encoded at a low quality: their odd share rises from about 9 % to 13 %, under the CUSUM's
+conservative in-control rate). The **window test** sees it: per window of ``DEFAULT_WINDOW`` fresh
+images and per signal, a one-sided Mann-Whitney rank test of the window's scores against the
+calibration scores of held-out images drawn *at random* from the stream (``window_*`` arrays;
+a held-out set that mixes in the queue's hard images is not such a sample, so a caller says which
+rows are random). Its null distribution has the calibration draw in it (the variance of the
+rank-sum statistic counts both samples), so no upper bound on a realised rate is needed; its
+level per window and signal is ``window/(2·arl)``, so ordinary images raise a false alarm at most
+once per ``arl`` images in expectation, whatever the correlation between windows.
+
 Statistics are fitted at training time (features of the training images, ``ml.training``) or,
 for a model trained elsewhere, on half of the project's held-out images, and calibrated on
 held-out images the reference never saw. They are saved as ``shift.npz`` beside the checkpoint.
@@ -51,6 +62,8 @@ DEFAULT_ALPHA = 0.01  # share of ordinary images sent to humans as unusual
 DEFAULT_DRIFT_LEVEL = 0.10  # the drift monitor counts images with p ≤ this ("odd")
 DEFAULT_P1 = 0.30  # the share of odd images the drift alarm is designed to catch quickly
 DEFAULT_ARL = 1_000_000  # images between false drift alarms, at least, on ordinary images
+DEFAULT_WINDOW = 250  # fresh images per window of the window test
+MIN_WINDOW_CALIBRATION = 200  # random held-out images the window test needs, at least
 BORDER = 0.08  # the outer 8 % of each side is "the border"
 
 
@@ -165,6 +178,9 @@ class ShiftScores:
     image_score: np.ndarray
     feature_p: np.ndarray
     image_p: np.ndarray
+    # p-values against the random calibration images only (the window test's); None without
+    window_feature_p: np.ndarray | None = None
+    window_image_p: np.ndarray | None = None
 
     @property
     def pvalue(self) -> np.ndarray:
@@ -175,11 +191,28 @@ class ShiftScores:
         """NaN where ``failed`` (images that could not be decoded have no score)."""
 
         def nan(a):
-            return np.where(failed, np.nan, a)
+            return None if a is None else np.where(failed, np.nan, a)
 
         return ShiftScores(
-            *(nan(a) for a in (self.feature_score, self.image_score, self.feature_p, self.image_p))
+            *(
+                nan(a)
+                for a in (
+                    self.feature_score,
+                    self.image_score,
+                    self.feature_p,
+                    self.image_p,
+                    self.window_feature_p,
+                    self.window_image_p,
+                )
+            )
         )
+
+    def window_pvalues(self, index: int) -> tuple[float, float] | None:
+        """One image's two p-values for the window test (None without them, or unscored)."""
+        if self.window_feature_p is None or self.window_image_p is None:
+            return None
+        pair = (float(self.window_feature_p[index]), float(self.window_image_p[index]))
+        return pair if all(math.isfinite(p) for p in pair) else None
 
 
 @dataclass
@@ -193,6 +226,9 @@ class ShiftReference:
     alpha: float = DEFAULT_ALPHA
     source: str = ""  # where the metrics were fitted, in words
     fitted_on: str = "training"  # "training" images, or half of the "heldout" ones
+    # The calibration images drawn at random from the stream (the window test's reference).
+    window_feature_calibration: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    window_image_calibration: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     @classmethod
     def fit(
@@ -210,10 +246,26 @@ class ShiftReference:
             Metric.fit(features, labels), Metric.fit(image_stats), alpha=alpha, source=source
         )
 
-    def calibrate(self, features: np.ndarray, image_stats: np.ndarray) -> ShiftReference:
-        """Held-out images' scores (images the metrics were not fitted on)."""
-        self.feature_calibration = np.sort(self.features.score(features))
-        self.image_calibration = np.sort(self.images.score(image_stats))
+    def calibrate(
+        self,
+        features: np.ndarray,
+        image_stats: np.ndarray,
+        random_rows: np.ndarray | None = None,
+    ) -> ShiftReference:
+        """Held-out images' scores (images the metrics were not fitted on). ``random_rows``:
+        which of them were drawn at random from the stream (default: all, as a random
+        validation split is); only those calibrate the window test."""
+        feature_scores = self.features.score(features)
+        image_scores = self.images.score(image_stats)
+        self.feature_calibration = np.sort(feature_scores)
+        self.image_calibration = np.sort(image_scores)
+        rows = (
+            np.ones(len(feature_scores), dtype=bool)
+            if random_rows is None
+            else np.asarray(random_rows, dtype=bool)
+        )
+        self.window_feature_calibration = np.sort(feature_scores[rows])
+        self.window_image_calibration = np.sort(image_scores[rows])
         return self
 
     @property
@@ -222,11 +274,14 @@ class ShiftReference:
 
     def score(self, features: np.ndarray, image_stats: np.ndarray) -> ShiftScores:
         fs, is_ = self.features.score(features), self.images.score(image_stats)
+        windowed = len(self.window_feature_calibration) and len(self.window_image_calibration)
         return ShiftScores(
             fs,
             is_,
             conformal_pvalues(self.feature_calibration, fs),
             conformal_pvalues(self.image_calibration, is_),
+            conformal_pvalues(self.window_feature_calibration, fs) if windowed else None,
+            conformal_pvalues(self.window_image_calibration, is_) if windowed else None,
         )
 
     def flags(self, scores: ShiftScores) -> np.ndarray:
@@ -238,11 +293,17 @@ class ShiftReference:
         drift_level: float = DEFAULT_DRIFT_LEVEL,
         p1: float = DEFAULT_P1,
         arl: float = DEFAULT_ARL,
+        window: int = DEFAULT_WINDOW,
     ) -> dict:
         """What the service keeps with the model version (plain values): the routing level,
-        the calibration size, and the drift alarm built for it (None when too few held-out
-        images exist to flag anything at the routing level)."""
+        the calibration size, the drift alarm built for it (None when too few held-out
+        images exist to flag anything at the routing level) and the window test (None when
+        ``window`` is 0 or fewer than ``MIN_WINDOW_CALIBRATION`` held-out images are random)."""
         n = int(min(len(self.feature_calibration), len(self.image_calibration)))
+        n_random = int(
+            min(len(self.window_feature_calibration), len(self.window_image_calibration))
+        )
+        test = window_test(n_calibration=n_random, size=window, arl=arl)
         cusum = (
             cusum_threshold(alpha=drift_level, n_calibration=n, p1=p1, arl=arl)
             if can_flag(self.alpha, n)
@@ -255,6 +316,9 @@ class ShiftReference:
             "source": self.source,
             "cusum": None if cusum is None else {"p0": cusum.p0, "p1": cusum.p1, "h": cusum.h},
             "false_alarm_images": arl,
+            "random_calibration_items": n_random,
+            "window_size": int(window),
+            "window": None if test is None else test.as_dict(),
         }
 
     def save(self, directory: str | Path) -> Path:
@@ -271,6 +335,8 @@ class ShiftReference:
             alpha=np.array(self.alpha),
             source=np.array(self.source),
             fitted_on=np.array(self.fitted_on),
+            window_feature_calibration=self.window_feature_calibration,
+            window_image_calibration=self.window_image_calibration,
         )
         tmp.replace(path)
         return path
@@ -289,6 +355,13 @@ class ShiftReference:
                 float(data["alpha"]),
                 str(data["source"]),
                 str(data["fitted_on"]),
+                # References saved before the window test have no random calibration.
+                data["window_feature_calibration"]
+                if "window_feature_calibration" in data
+                else np.zeros(0),
+                data["window_image_calibration"]
+                if "window_image_calibration" in data
+                else np.zeros(0),
             )
 
 
@@ -299,10 +372,12 @@ def reference_from_heldout(
     *,
     alpha: float = DEFAULT_ALPHA,
     seed: int = 0,
+    random_rows: np.ndarray | None = None,
 ) -> ShiftReference:
     """For a model whose training images are unknown (imported): fit the metrics on a random
     half of each class of the held-out images and calibrate on the other half, so that the
-    calibration scores come from images the metrics never saw (what conformal validity needs)."""
+    calibration scores come from images the metrics never saw (what conformal validity needs).
+    ``random_rows``: which held-out images were drawn at random from the stream (default all)."""
     labels = np.asarray(labels)
     rng = np.random.default_rng(seed)
     fit_mask = np.zeros(len(labels), dtype=bool)
@@ -317,7 +392,8 @@ def reference_from_heldout(
         source=f"half of {len(labels)} held-out images (the other half calibrates)",
     )
     reference.fitted_on = "heldout"
-    return reference.calibrate(features[~fit_mask], image_stats[~fit_mask])
+    random = None if random_rows is None else np.asarray(random_rows, dtype=bool)[~fit_mask]
+    return reference.calibrate(features[~fit_mask], image_stats[~fit_mask], random)
 
 
 # --- the drift alarm ---------------------------------------------------------------------------
@@ -447,3 +523,92 @@ def cusum_threshold(
         else:
             low = mid + 1
     return Cusum(p0, p1, low / 4)
+
+
+# --- the window test ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WindowTest:
+    """Per window of ``size`` fresh images and per signal, a one-sided rank test: do the
+    window's scores exceed the ``n_calibration`` random calibration images' scores? It alarms
+    when the standardised statistic is at most ``-z``."""
+
+    size: int
+    z: float
+    n_calibration: int
+
+    def statistic(self, mean_p: float, count: int) -> float:
+        """The standardised Mann-Whitney statistic of ``count`` images whose p-values against
+        the calibration images average ``mean_p``. Each p-value is ``(1 + c)/(n + 1)`` with
+        ``c`` the calibration scores at least the image's; under exchangeability the mean of
+        ``c/n`` is 1/2 with variance ``(n + m + 1)/(12 n m)``, the rank-sum test's, which
+        already counts the calibration draw's own variability."""
+        n, m = self.n_calibration, max(1, count)
+        share = ((n + 1) * mean_p - 1) / n
+        return (share - 0.5) / math.sqrt((n + m + 1) / (12 * n * m))
+
+    def as_dict(self) -> dict:
+        return {"size": self.size, "z": self.z, "n_calibration": self.n_calibration}
+
+
+def window_test(
+    *, n_calibration: int, size: int = DEFAULT_WINDOW, arl: float = DEFAULT_ARL
+) -> WindowTest | None:
+    """The window test for ``n_calibration`` random calibration images: its level per window
+    and signal is ``size/(2·arl)`` (two signals), so images exchangeable with the calibration
+    images raise a false alarm at most once per ``arl`` images in expectation (a union bound,
+    valid however the windows, which share one calibration draw, are correlated). None when
+    off (``size`` 0) or with fewer than ``MIN_WINDOW_CALIBRATION`` random images."""
+    if size <= 0 or n_calibration < MIN_WINDOW_CALIBRATION:
+        return None
+    level = min(0.5, size / (2.0 * arl))
+    return WindowTest(int(size), float(stats.norm.isf(level)), int(n_calibration))
+
+
+@dataclass
+class WindowState:
+    """The window test's running state (kept per project and model version)."""
+
+    count: int = 0  # images in the current window
+    feature_sum: float = 0.0  # sums of their window p-values
+    image_sum: float = 0.0
+    windows: int = 0  # windows tested since the monitor started
+    last: dict | None = None  # the last window's statistics
+
+    def as_dict(self) -> dict:
+        return {
+            "count": self.count,
+            "feature_sum": self.feature_sum,
+            "image_sum": self.image_sum,
+            "windows": self.windows,
+            "last": self.last,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict | None) -> WindowState:
+        data = data or {}
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+
+def window_update(state: WindowState, pvalues: tuple[float, float], test: WindowTest) -> bool:
+    """Feed one image's two window p-values (features, image statistics); True when it closes
+    a window whose scores are significantly higher than the calibration images' in either
+    signal. ``state.last`` then holds the window's statistics; the next image starts a new
+    window either way."""
+    state.count += 1
+    state.feature_sum += float(pvalues[0])
+    state.image_sum += float(pvalues[1])
+    if state.count < test.size:
+        return False
+    feature_z = test.statistic(state.feature_sum / state.count, state.count)
+    image_z = test.statistic(state.image_sum / state.count, state.count)
+    state.windows += 1
+    state.last = {
+        "images": state.count,
+        "feature_z": round(feature_z, 3),
+        "image_z": round(image_z, 3),
+        "level": round(-test.z, 3),
+    }
+    state.count, state.feature_sum, state.image_sum = 0, 0.0, 0.0
+    return min(feature_z, image_z) <= -test.z

@@ -151,8 +151,9 @@ def items_predict(
         ]
         embedded = BatchEmbeddings()
         pvalues = {i.pk: stored[i.pk].shift_pvalue for i in known}
+        window_pvalues: dict = {}
         if fresh:
-            probs, errors, fresh_pvalues, embedded = _predict(project, model, fresh)
+            probs, errors, fresh_pvalues, window_pvalues, embedded = _predict(project, model, fresh)
             pvalues.update(fresh_pvalues)
             for item in fresh:
                 if item.pk in errors:
@@ -169,6 +170,7 @@ def items_predict(
                 rng,
                 reroute=reroute,
                 pvalues=pvalues,
+                window_pvalues=window_pvalues,
                 embedded=embedded,
             )
     return counts
@@ -187,10 +189,11 @@ def _embed_without_model(project: Project, items: list[Item]) -> None:
 
 def _predict(
     project: Project, model: ModelVersion, items: list[Item]
-) -> tuple[dict, dict, dict, BatchEmbeddings]:
+) -> tuple[dict, dict, dict, dict, BatchEmbeddings]:
     """Calibrated probabilities per item id, the reason per item that could not be read, per
     item id how usual the image is for the model (``ml.shift`` p-value; None without a
-    reference), and the embedding step's result: all from the same forward pass."""
+    reference) and its two p-values for the window test (``ml.shift.ShiftScores
+    .window_pvalues``), and the embedding step's result: all from the same forward pass."""
     predictor = predictor_for(model)
     # Labels that a prototype covers and the model was not trained on are not the model's.
     labels = model_labels(project, predictor.class_names)
@@ -206,13 +209,14 @@ def _predict(
             errors[item.pk] = f"cannot read the stored image: {exc}"
     result = predictor.score(sources, batch_size=settings.PREDICTION_BATCH_SIZE)
     shift = predictor.shift_scores(result)
-    probs, pvalues = {}, {}
+    probs, pvalues, window_pvalues = {}, {}, {}
     for index, item in enumerate(readable):
         if index in result.errors:
             errors[item.pk] = result.errors[index]
         else:
             probs[item.pk] = result.probs[index]
             pvalues[item.pk] = None if shift is None else float(shift.pvalue[index])
+            window_pvalues[item.pk] = None if shift is None else shift.window_pvalues(index)
     embedded = batch_embeddings_record(
         project=project,
         model=model,
@@ -220,7 +224,7 @@ def _predict(
         sources=sources,
         vectors=unit_vectors(result.features),
     )
-    return probs, errors, pvalues, embedded
+    return probs, errors, pvalues, window_pvalues, embedded
 
 
 def _route_batch(
@@ -232,6 +236,7 @@ def _route_batch(
     *,
     reroute: bool,
     pvalues: dict,
+    window_pvalues: dict,
     embedded: BatchEmbeddings,
 ) -> None:
     """Route every scored item in one transaction, each under its row lock, re-checking under
@@ -265,7 +270,9 @@ def _route_batch(
                 counts["skipped"] += 1
                 continue
             pvalue = pvalues.get(current.pk)
-            to_humans = guard.to_humans(pvalue, fresh=prediction is None)
+            to_humans = guard.to_humans(
+                pvalue, fresh=prediction is None, window=window_pvalues.get(current.pk)
+            )
             decision, label, confidence = _route_one(
                 project,
                 current,

@@ -66,13 +66,20 @@ def heldout_load(model_version: ModelVersion) -> dict[str, np.ndarray] | None:
 
 
 def heldout_save(
-    output: Path, images: list[bytes], labels: np.ndarray, item_ids: list[int]
+    output: Path,
+    images: list[bytes],
+    labels: np.ndarray,
+    item_ids: list[int],
+    random_ids: set[int] | None = None,
 ) -> dict:
     """The candidate's calibrated probabilities on its held-out labels, for thresholds, the
     admin's risk-coverage curve and the promotion gate; and its shift reference (``ml.shift``)
     calibrated on the same images. A model trained here brings metrics fitted on its training
     images; one trained elsewhere gets them from half of the held-out images (the other half
-    calibrates). ``data["shift"]`` is the summary to keep with the version's metrics."""
+    calibrates). ``random_ids``: the held-out items drawn at random from the stream (the
+    project's evidence); only they calibrate the shift check's window test, since the rest are
+    the queue's hard images. ``data["shift"]`` is the summary to keep with the version's
+    metrics."""
     from ml.inference import Predictor  # imports torch: workers only
 
     predictor = Predictor.load(output, num_threads=settings.TRAIN_THREADS)
@@ -83,13 +90,18 @@ def heldout_save(
     np.savez(tmp, **data)
     tmp.replace(output / "heldout.npz")
     ok = ~np.isnan(scored.probs).any(axis=1)
+    random = np.array([pk in (random_ids or ()) for pk in item_ids], dtype=bool)[ok]
     reference = predictor.shift
     if reference is not None and reference.fitted_on == "training":
         reference.alpha = settings.SHIFT_ALPHA
-        reference.calibrate(scored.features[ok], scored.image_stats[ok])
+        reference.calibrate(scored.features[ok], scored.image_stats[ok], random)
     elif ok.sum() >= 4:
         reference = reference_from_heldout(
-            scored.features[ok], labels[ok], scored.image_stats[ok], alpha=settings.SHIFT_ALPHA
+            scored.features[ok],
+            labels[ok],
+            scored.image_stats[ok],
+            alpha=settings.SHIFT_ALPHA,
+            random_rows=random,
         )
     else:
         reference = None
@@ -99,5 +111,6 @@ def heldout_save(
             drift_level=settings.SHIFT_DRIFT_LEVEL,
             p1=settings.SHIFT_DRIFT_RATE,
             arl=settings.SHIFT_FALSE_ALARM_IMAGES,
+            window=settings.SHIFT_WINDOW,
         )
     return data

@@ -7,13 +7,17 @@ and this guard, called by ``labeling.machine.predict`` for each image in routing
 
 * sends an **unusual** image (p-value ≤ ``SHIFT_ALPHA``) to humans whatever its confidence, and
   lets no machine credit decision stand on it;
-* feeds every freshly predicted image to the project's **drift monitor** (a CUSUM on the share
-  of images with p-value ≤ 0.1, "odd" ones; ordinary images: at most 10 %). When it alarms, a
+* feeds every freshly predicted image to the project's **drift monitor**: a CUSUM on the share
+  of images with p-value ≤ 0.1, "odd" ones (ordinary images: at most 10 %), which catches a
+  strong shift within a few dozen images, and the **window test**, a rank test per window of
+  ``SHIFT_WINDOW`` images against the held-out images drawn at random from the stream, which
+  catches a mild one that moves every image a little (``ml.shift``). When either alarms, a
   shift alert is raised (project page, thresholds page, API), auto-labeling of the whole
-  project stops until an admin resumes it, and every auto-label
-  since the estimated start of the shift goes back to humans with its credit reopened
-  (``labeling.machine.recheck``). After the admin resumes, every class is audited at the raised
-  rate until it has passed ``AUDIT_PROBATION`` audits (``labeling.machine.audit``).
+  project stops until an admin resumes it, and every auto-label since the estimated start of
+  the shift (the CUSUM's run, or the alarming window's first image) goes back to humans with
+  its credit reopened (``labeling.machine.recheck``). After the admin resumes, every class is
+  audited at the raised rate until it has passed ``AUDIT_PROBATION`` audits
+  (``labeling.machine.audit``).
 
 The monitor's state lives on the project row (``shift_monitor``), updated under the row's lock
 in the same transaction as the batch's routing, so concurrent batches count every image once.
@@ -30,7 +34,7 @@ from django.utils import timezone
 
 from labeling.machine.recheck import autolabels_recheck
 from labeling.models import ModelVersion, Project
-from ml.shift import Cusum, DriftState, drift_update
+from ml.shift import Cusum, DriftState, WindowState, WindowTest, drift_update, window_update
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +56,14 @@ class ShiftGuard:
         self.drift_level = float(summary.get("drift_level") or self.alpha)
         cusum = summary.get("cusum")
         self.cusum = Cusum(**cusum) if cusum else None
+        window = summary.get("window")
+        self.window = WindowTest(**window) if window else None
         monitor = project.shift_monitor or {}
         if monitor.get("model_version") != model.pk:
             monitor = {"model_version": model.pk}
         self.monitor = monitor
         self.state = DriftState.from_dict(monitor.get("state"))
+        self.window_state = WindowState.from_dict(monitor.get("window"))
         self.alarm: dict | None = None
 
     @property
@@ -67,9 +74,16 @@ class ShiftGuard:
     def unusual(self, pvalue: float | None) -> bool:
         return pvalue is not None and pvalue <= self.alpha
 
-    def to_humans(self, pvalue: float | None, *, fresh: bool) -> bool:
+    def to_humans(
+        self,
+        pvalue: float | None,
+        *,
+        fresh: bool,
+        window: tuple[float, float] | None = None,
+    ) -> bool:
         """Whether this image must go to humans whatever its confidence. ``fresh``: predicted
-        now (re-routed images were counted when first predicted)."""
+        now (re-routed images were counted when first predicted). ``window``: its two p-values
+        for the window test (``ml.shift.ShiftScores.window_pvalues``)."""
         flagged = self.unusual(pvalue)
         if fresh and pvalue is not None and self.cusum is not None and not self.paused:
             if self.state.statistic <= 0.0:
@@ -77,6 +91,11 @@ class ShiftGuard:
                 self.monitor["run_started_at"] = timezone.now().isoformat()
             if drift_update(self.state, pvalue <= self.drift_level, self.cusum):
                 self.alarm = self._alert()
+        if fresh and window is not None and self.window is not None and not self.paused:
+            if self.window_state.count == 0:
+                self.monitor["window_started_at"] = timezone.now().isoformat()
+            if window_update(self.window_state, window, self.window):
+                self.alarm = self._window_alert()
         return flagged or self.paused
 
     def _alert(self) -> dict:
@@ -84,6 +103,7 @@ class ShiftGuard:
         run = state.seen - state.run_start
         return {
             "raised_at": timezone.now().isoformat(timespec="seconds"),
+            "detector": "cusum",
             "model_version": self.model.version,
             "images_seen": state.seen,
             "run_images": run,
@@ -99,10 +119,40 @@ class ShiftGuard:
             ),
         }
 
+    def _window_alert(self) -> dict:
+        last = self.window_state.last or {}
+        signals = [
+            name
+            for name, key in (
+                ("the model's features", "feature_z"),
+                ("image statistics", "image_z"),
+            )
+            if last.get(key, 0.0) <= last.get("level", 0.0)
+        ]
+        return {
+            "raised_at": timezone.now().isoformat(timespec="seconds"),
+            "detector": "window",
+            "model_version": self.model.version,
+            "images_seen": self.state.seen,
+            "run_images": last.get("images"),
+            "window": last,
+            "run_started_at": self.monitor.get("window_started_at"),
+            "message": (
+                f"The last {last.get('images')} images were, as a group, less like model "
+                f"v{self.model.version}'s calibration images than ordinary images are "
+                f"(in {' and '.join(signals)}; rank test z = "
+                f"{min(last.get('feature_z', 0.0), last.get('image_z', 0.0)):.1f}, alarm at "
+                f"{last.get('level', 0.0):.1f}): a mild but real change in how photos arrive, "
+                "which its thresholds were not certified on. Auto-labeling is paused until an "
+                "admin resumes it."
+            ),
+        }
+
     def close(self) -> dict | None:
         """Save the monitor; on an alarm, raise the alert and send the auto-labels since the
         shift began back to humans. Call after the batch's predictions are saved."""
         self.monitor["state"] = self.state.as_dict()
+        self.monitor["window"] = self.window_state.as_dict()
         fields = ["shift_monitor", "updated_at"]
         self.project.shift_monitor = self.monitor
         if self.alarm is not None:

@@ -24,6 +24,7 @@ from labeling.machine.threshold_tuning import (
     threshold_settings_current,
 )
 from labeling.models import Project, ThresholdChange, ThresholdMode
+from ml.shift import MIN_WINDOW_CALIBRATION
 
 RECENT_CHANGES = 10
 
@@ -153,6 +154,13 @@ def shift_status(*, project: Project) -> dict:
         "calibration_items": summary.get("calibration_items") if summary else None,
         "images_seen": state.get("seen", 0) if current else 0,
         "unusual": state.get("flagged", 0) if current else 0,
+        # The window test (ml.shift): its size and level, the random held-out images it
+        # compares with, and the last window's statistics.
+        "window": summary.get("window") if summary else None,
+        "random_calibration_items": summary.get("random_calibration_items") if summary else None,
+        "window_short": bool(summary and summary.get("window_size") and not summary.get("window")),
+        "window_needs": MIN_WINDOW_CALIBRATION,
+        "window_last": (monitor.get("window") or {}).get("last") if current else None,
     }
 
 

@@ -30,7 +30,12 @@ from django.utils import timezone
 from labeling.dispatch import TRAIN_MODEL_VERSION, job_queue
 from labeling.errors import ServiceError, project_require_open
 from labeling.machine.audit import live_precision
-from labeling.machine.certification import calibration_fit_ids, item_held_out, model_certify
+from labeling.machine.certification import (
+    calibration_fit_ids,
+    evidence_items,
+    item_held_out,
+    model_certify,
+)
 from labeling.machine.predictors import heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.manifests import manifest_export, manifest_labels
@@ -344,11 +349,15 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
         )
         result = train(config)
         writer.scoring()
+        held_ids = [item_ids[i] for i in val_idx]
         heldout = heldout_save(
             output,
             [samples[i][0] for i in val_idx],
             labels[val_idx],
-            [item_ids[i] for i in val_idx],
+            held_ids,
+            random_ids=set(
+                evidence_items(project).filter(pk__in=held_ids).values_list("pk", flat=True)
+            ),
         )
     except Exception as exc:
         logger.exception("Training of %s v%s failed", project.slug, model.version)

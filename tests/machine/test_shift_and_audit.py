@@ -10,7 +10,7 @@ import io
 import numpy as np
 import pytest
 from django.urls import reverse
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from labeling.access import Role
 from labeling.answers import gold_item_add
@@ -208,3 +208,77 @@ def test_a_paused_class_sends_its_recent_auto_labels_back_and_reopens_their_cred
     assert set(statuses(others)) == {ItemStatus.AUTO_LABELED}
     # The rechecked images wait for inspectors; re-routing does not auto-label them again.
     assert not reroutable_items(project).filter(pk__in=circles).exists()
+
+
+def softened_png(label: int, seed: int) -> bytes:
+    """The same shapes, slightly out of focus and saved as a low-quality JPEG: every photo a
+    little different, none of them strange on its own."""
+    img = shape_image(SHAPES[label], np.random.default_rng(seed), size=40)
+    buffer = io.BytesIO()
+    img.filter(ImageFilter.GaussianBlur(0.8)).save(buffer, "JPEG", quality=15)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def evidence_project(settings, tiny_checkpoint, monkeypatch):
+    """The ``project`` fixture's setup, with the labeled history drawn at random from the stream
+    (routed blind, as before any model), so its held-out half is evidence and calibrates the
+    window test: windows of 40 images, at least 40 random calibration images (instead of 250
+    and 200, for a test-sized history)."""
+    monkeypatch.setattr("ml.shift.MIN_WINDOW_CALIBRATION", 40)
+    settings.SHIFT_ALPHA = 0.05
+    settings.SHIFT_FALSE_ALARM_IMAGES = 10_000
+    settings.SHIFT_WINDOW = 40
+    project = shapes_project(
+        audit_rate=0.0,
+        gold_rate=0.0,
+        threshold_mode=Project.ThresholdMode.MANUAL,
+        manual_thresholds=dict.fromkeys(SHAPES, TARGET),
+        target_precision=TARGET,
+        credit_rules=REVIEW,
+    )
+    history = add_shapes(project, 600, offset=40_000, label_them=True, queue_prediction=False)
+    Item.objects.filter(pk__in=history).update(routed_blind=True)
+    checkpoint, _ = tiny_checkpoint
+    model = model_import(project=project, checkpoint_dir=checkpoint, queue=False)
+    model = model_import_score(model_version_id=model.pk)
+    assert model.status == ModelStatus.ACTIVE, model.status_reason
+    assert model.metrics["shift"]["window"]["size"] == 40
+    project.refresh_from_db()
+    return project
+
+
+def test_a_mild_shift_in_every_photo_raises_the_alert_after_one_window(
+    evidence_project, client, make_user
+):
+    project = evidence_project
+    usual = ordinary(project, 80, offset=50_000)
+    items_predict(item_ids=usual)
+    project.refresh_from_db()
+    assert project.shift_alert == {}
+    assert statuses(usual).count(ItemStatus.AUTO_LABELED) >= 60
+    assert project.shift_monitor["window"]["windows"] == 2
+
+    soft = ingest(project, [(i % 3, softened_png(i % 3, i)) for i in range(40)], offset=60_000)
+    items_predict(item_ids=soft)
+    project.refresh_from_db()
+    predictions = Prediction.objects.filter(item_id__in=soft)
+    alert = project.shift_alert
+    assert alert and alert["detector"] == "window", project.shift_monitor
+    assert "as a group" in alert["message"]
+    # Few of them were unusual alone, so most were auto-labeled when they arrived; the alarm
+    # sent every auto-label of the window back to humans, with its credit reopened.
+    assert predictions.filter(unusual=True).count() <= 20
+    assert alert["rechecked"] >= 10
+    assert set(statuses(soft)) == {ItemStatus.QUEUED}
+    assert set(
+        CreditDecision.objects.filter(item_id__in=soft).values_list("outcome", flat=True)
+    ) == {CreditOutcome.PENDING}
+    # The ordinary images before the window keep their labels.
+    assert statuses(usual).count(ItemStatus.AUTO_LABELED) >= 60
+
+    admin = make_user("ada-admin", Role.ADMIN)
+    member_add(project=project, user=admin)
+    client.force_login(admin)
+    page = client.get(reverse("thresholds", args=[project.slug])).text
+    assert "as a group" in page and "Every 40 new images are also compared" in page

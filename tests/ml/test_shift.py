@@ -7,6 +7,7 @@ from ml.shift import (
     Cusum,
     DriftState,
     ShiftReference,
+    WindowState,
     conformal_pvalues,
     cusum_arl,
     cusum_threshold,
@@ -15,6 +16,8 @@ from ml.shift import (
     image_statistics,
     reference_from_heldout,
     shrunk_covariance,
+    window_test,
+    window_update,
 )
 
 
@@ -116,3 +119,64 @@ def test_drift_update_remembers_where_the_run_began():
         assert not drift_update(state, False, cusum)
     alarms = [drift_update(state, True, cusum) for _ in range(5)]
     assert alarms[-1] and state.run_start == 50 and state.run_flagged == 5
+
+
+def _window_alarms(rng, test, draws: int, shift: float = 0.0, window: int = 250) -> int:
+    """Windows that alarm, each with a fresh calibration draw of ``test.n_calibration`` scores
+    and ``window`` new scores moved by ``shift`` (in standard deviations) in one signal."""
+    alarms = 0
+    for _ in range(draws):
+        cal_f, cal_i = rng.normal(size=test.n_calibration), rng.normal(size=test.n_calibration)
+        new_f, new_i = rng.normal(size=window), rng.normal(size=window) + shift
+        pf, pi = conformal_pvalues(cal_f, new_f), conformal_pvalues(cal_i, new_i)
+        state = WindowState()
+        fired = [window_update(state, (f, i), test) for f, i in zip(pf, pi, strict=True)]
+        assert not any(fired[:-1]) and state.count == 0 and state.windows == 1
+        alarms += fired[-1]
+    return alarms
+
+
+def test_the_window_test_alarms_at_its_level_on_exchangeable_images():
+    rng = np.random.default_rng(7)
+    # Designed for 1 false alarm per 25,000 images: 1 % per window of 250 (0.5 % per signal).
+    test = window_test(n_calibration=300, size=250, arl=25_000)
+    assert test is not None and 2.5 < test.z < 2.6
+    alarms = _window_alarms(rng, test, draws=3000)
+    # 30 expected over 3,000 windows, each with its own calibration draw (the test's variance
+    # counts that draw); a test that ignored it would fire several times as often.
+    assert alarms <= 45
+
+
+def test_the_window_test_catches_a_mild_shift_the_per_image_check_misses():
+    rng = np.random.default_rng(8)
+    test = window_test(n_calibration=1000, size=250)  # the defaults: 1 false alarm per 1e6
+    assert test is not None and test.z > 3.5
+    # Scores 0.4 standard deviations higher: AUROC 0.61, like re-encoded photos' image
+    # statistics (docs/ml.md), where only about 1 image in 40 reaches p ≤ 0.01.
+    assert _window_alarms(rng, test, draws=200, shift=0.4) >= 180
+    assert _window_alarms(rng, test, draws=200) == 0
+
+
+def test_the_window_test_needs_random_calibration_images(tmp_path):
+    rng = np.random.default_rng(9)
+    train, train_y = _features(rng, 1500)
+    reference = ShiftReference.fit(train, train_y, rng.normal(size=(1500, 9)))
+    held, _ = _features(rng, 600)
+    random_rows = np.arange(600) < 150  # the rest came from the human queue
+    reference.calibrate(held, rng.normal(size=(600, 9)), random_rows)
+    assert len(reference.feature_calibration) == 600
+    assert len(reference.window_feature_calibration) == 150
+    summary = reference.summary()
+    assert summary["window"] is None and summary["random_calibration_items"] == 150
+    reference.calibrate(held, rng.normal(size=(600, 9)), np.arange(600) < 400)
+    summary = reference.summary(window=100)
+    assert summary["window"]["n_calibration"] == 400 and summary["window"]["size"] == 100
+    assert reference.summary(window=0)["window"] is None
+    reference.save(tmp_path)
+    loaded = ShiftReference.load(tmp_path)
+    new, _ = _features(rng, 20)
+    scores = loaded.score(new, rng.normal(size=(20, 9)))
+    assert scores.window_pvalues(0) is not None
+    # A reference saved before the window test has no random calibration: no window p-values.
+    loaded.window_feature_calibration = np.zeros(0)
+    assert loaded.score(new, rng.normal(size=(20, 9))).window_pvalues(0) is None
