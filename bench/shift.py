@@ -128,6 +128,7 @@ def signals_study(
     seed: int,
     heldout: tuple,
     clean_count: int = 10_000,
+    unseen_history: list | None = None,
 ) -> dict:
     """Which signal separates shifted from ordinary images, the routing rule's false-positive
     rate on clean images, and the drift alarm's false alarms and delays."""
@@ -213,15 +214,18 @@ def signals_study(
                 runs.append(n)
             delays[kind] = float(np.median(runs))
         out["median_detection_delay_images"] = delays
-    out["window_test"] = window_study(predictor, summary, held, clean, out["kinds"], shifted, rng)
+    pool = predictor.score(unseen_history, batch_size=256) if unseen_history else held
+    out["window_test"] = window_study(predictor, summary, pool, clean, out["kinds"], shifted, rng)
     return out
 
 
 def window_study(predictor, summary: dict, held, clean: dict, kinds: dict, shifted, rng) -> dict:
     """The window test (``ml.shift.WindowTest``) on this model: false alarms on clean test
     images and detection of each kind, each window against a fresh draw of calibration images
-    from the project's held-out history (as many as the service's reference holds), so the
-    figures include the calibration draw's own variability, which the test's level accounts for.
+    from ``held``, the project's history images the reference was neither fitted nor
+    calibrated on (as many as the service's reference holds), so the figures include the
+    calibration draw's own variability, which the test's level accounts for. (Images the
+    metrics were fitted on score lower than any new image, so they must not be in the pool.)
     """
     from ml.shift import WindowTest, conformal_pvalues
 
@@ -588,6 +592,11 @@ def main(argv: list[str] | None = None) -> dict:
             assert model is not None, "the imported model was not promoted"
             summary = model.metrics.get("shift") or {}
             if "signals" not in report and args.signal_images:
+                scored_names = set(
+                    Item.objects.filter(pk__in=model.validation_items).values_list(
+                        "original_name", flat=True
+                    )
+                )
                 predictor = Predictor.load(checkpoint_path(model), num_threads=2)
                 report["signals"] = signals_study(
                     predictor,
@@ -598,6 +607,13 @@ def main(argv: list[str] | None = None) -> dict:
                     args.seed,
                     ([x_train[i] for i in history.tolist()], y_train[history]),
                     clean_count=args.signal_clean,
+                    # history images the model was not scored on at import (its reference was
+                    # fitted and calibrated on those), for the window test's calibration draws
+                    unseen_history=[
+                        x_train[i]
+                        for i in history.tolist()
+                        if f"train-{i:05d}.png" not in scored_names
+                    ],
                 )
                 report["signals"]["shift_reference"] = summary
                 print(json.dumps(report["signals"]["kinds"], indent=1)[:3000], flush=True)

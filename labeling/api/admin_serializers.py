@@ -109,6 +109,22 @@ class ShiftStatusSerializer(serializers.Serializer):
     calibration_items = serializers.IntegerField(allow_null=True)
     images_seen = serializers.IntegerField(help_text="Images the drift monitor has counted.")
     unusual = serializers.IntegerField(help_text="Of those, flagged as unusual.")
+    window = serializers.DictField(
+        allow_null=True,
+        help_text="The window test: images per window (size), its alarm level (z) and the "
+        "random held-out images it compares with (n_calibration); null when off or too few.",
+    )
+    random_calibration_items = serializers.IntegerField(
+        allow_null=True, help_text="Held-out images drawn at random from the stream."
+    )
+    window_short = serializers.BooleanField(
+        help_text="The window test is on but has too few random held-out images to run."
+    )
+    window_needs = serializers.IntegerField(help_text="Random held-out images it needs.")
+    window_last = serializers.DictField(
+        allow_null=True,
+        help_text="The last window's rank statistics (feature_z, image_z) and the alarm level.",
+    )
 
 
 class ThresholdStateSerializer(serializers.Serializer):
