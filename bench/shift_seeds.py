@@ -68,6 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
                 "worst_class_precision": entry["protected"]["worst_class_precision"],
                 "worst_class_precision_today": entry["today"]["worst_class_precision"],
                 "unusual_share": entry["protected"]["unusual_share"],
+                # the shift alert or pause that stopped auto-labeling (None: none), and when
+                "detected_by": entry["protected"]["detected_by"],
+                "detected_after_images": entry["protected"]["detection_delay_images"],
+                "wrong_given_before_detection": entry["protected"]["wrong_final_before_detection"],
+                "wrong_kept_before_detection": entry["protected"][
+                    "wrong_final_before_detection_kept"
+                ],
                 # auto-labels and precision per class (position), both rules
                 "per_class": entry["protected"]["per_class"],
                 "per_class_today": entry["today"]["per_class"],
