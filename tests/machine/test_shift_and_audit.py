@@ -70,11 +70,12 @@ def ordinary(project, n: int, offset: int) -> list[int]:
     return ingest(project, [(i % 3, shape_png(i % 3, offset + i)) for i in range(n)], offset)
 
 
-@pytest.fixture
-def project(settings, tiny_checkpoint):
+def _project_with_model(settings, tiny_checkpoint, *, history_random: bool):
     """A project with 600 human labels (a fifth of them held out, fixed per image) and the tiny
     model imported and active. A 5 % level (instead of 1 %) lets the held-out half the shift
-    reference is calibrated on (about 60 images) flag anything at all."""
+    reference is calibrated on (about 60 images) flag anything at all. ``history_random``: the
+    labels were routed blind (as before any model), so the held-out ones are evidence, drawn at
+    random from the stream."""
     settings.SHIFT_ALPHA = 0.05
     settings.SHIFT_FALSE_ALARM_IMAGES = 10_000
     project = shapes_project(
@@ -85,7 +86,9 @@ def project(settings, tiny_checkpoint):
         target_precision=TARGET,
         credit_rules=REVIEW,
     )
-    add_shapes(project, 600, offset=40_000, label_them=True, queue_prediction=False)
+    history = add_shapes(project, 600, offset=40_000, label_them=True, queue_prediction=False)
+    if history_random:
+        Item.objects.filter(pk__in=history).update(routed_blind=True)
     checkpoint, _ = tiny_checkpoint
     model = model_import(project=project, checkpoint_dir=checkpoint, queue=False)
     model = model_import_score(model_version_id=model.pk)
@@ -93,6 +96,11 @@ def project(settings, tiny_checkpoint):
     assert model.metrics["shift"]["cusum"] is not None
     project.refresh_from_db()
     return project
+
+
+@pytest.fixture
+def project(settings, tiny_checkpoint):
+    return _project_with_model(settings, tiny_checkpoint, history_random=False)
 
 
 def statuses(ids) -> list[str]:
@@ -224,30 +232,13 @@ def softened_png(label: int, seed: int) -> bytes:
 
 @pytest.fixture
 def evidence_project(settings, tiny_checkpoint, monkeypatch):
-    """The ``project`` fixture's setup, with the labeled history drawn at random from the stream
-    (routed blind, as before any model), so its held-out half is evidence and calibrates the
-    window test: windows of 40 images, at least 40 random calibration images (instead of 250
-    and 200, for a test-sized history)."""
+    """``project`` with its labeled history drawn at random from the stream, so its held-out
+    half calibrates the window test: windows of 40 images, at least 40 random calibration
+    images (instead of 250 and 200, for a test-sized history)."""
     monkeypatch.setattr("ml.shift.MIN_WINDOW_CALIBRATION", 40)
-    settings.SHIFT_ALPHA = 0.05
-    settings.SHIFT_FALSE_ALARM_IMAGES = 10_000
     settings.SHIFT_WINDOW = 40
-    project = shapes_project(
-        audit_rate=0.0,
-        gold_rate=0.0,
-        threshold_mode=Project.ThresholdMode.MANUAL,
-        manual_thresholds=dict.fromkeys(SHAPES, TARGET),
-        target_precision=TARGET,
-        credit_rules=REVIEW,
-    )
-    history = add_shapes(project, 600, offset=40_000, label_them=True, queue_prediction=False)
-    Item.objects.filter(pk__in=history).update(routed_blind=True)
-    checkpoint, _ = tiny_checkpoint
-    model = model_import(project=project, checkpoint_dir=checkpoint, queue=False)
-    model = model_import_score(model_version_id=model.pk)
-    assert model.status == ModelStatus.ACTIVE, model.status_reason
-    assert model.metrics["shift"]["window"]["size"] == 40
-    project.refresh_from_db()
+    project = _project_with_model(settings, tiny_checkpoint, history_random=True)
+    assert project.active_model.metrics["shift"]["window"]["size"] == 40
     return project
 
 
