@@ -90,18 +90,18 @@ def heldout_save(
     np.savez(tmp, **data)
     tmp.replace(output / "heldout.npz")
     ok = ~np.isnan(scored.probs).any(axis=1)
-    random = np.array([pk in (random_ids or ()) for pk in item_ids], dtype=bool)[ok]
+    drawn = np.array([pk in (random_ids or ()) for pk in item_ids], dtype=bool)[ok]
     reference = predictor.shift
     if reference is not None and reference.fitted_on == "training":
         reference.alpha = settings.SHIFT_ALPHA
-        reference.calibrate(scored.features[ok], scored.image_stats[ok], random)
+        reference.calibrate(scored.features[ok], scored.image_stats[ok], drawn)
     elif ok.sum() >= 4:
         reference = reference_from_heldout(
             scored.features[ok],
             labels[ok],
             scored.image_stats[ok],
             alpha=settings.SHIFT_ALPHA,
-            random_rows=random,
+            random_rows=drawn,
         )
     else:
         reference = None
