@@ -270,8 +270,13 @@ def _route_batch(
                 counts["skipped"] += 1
                 continue
             pvalue = pvalues.get(current.pk)
+            # Only an image's first routing feeds the drift monitors: a queued image re-routed
+            # by a newly promoted model is one the last model was unsure of, not a random draw
+            # from the stream (the window test alarmed on those in the loop).
             to_humans = guard.to_humans(
-                pvalue, fresh=prediction is None, window=window_pvalues.get(current.pk)
+                pvalue,
+                fresh=prediction is None and current.status == ItemStatus.NEW,
+                window=window_pvalues.get(current.pk),
             )
             decision, label, confidence = _route_one(
                 project,

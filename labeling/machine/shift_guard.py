@@ -81,9 +81,11 @@ class ShiftGuard:
         fresh: bool,
         window: tuple[float, float] | None = None,
     ) -> bool:
-        """Whether this image must go to humans whatever its confidence. ``fresh``: predicted
-        now (re-routed images were counted when first predicted). ``window``: its two p-values
-        for the window test (``ml.shift.ShiftScores.window_pvalues``)."""
+        """Whether this image must go to humans whatever its confidence. ``fresh``: routed for
+        the first time (re-routed images were counted when first routed, and a re-routed queue
+        is the images an earlier model was unsure of, not a random part of the stream).
+        ``window``: its two p-values for the window test (``ml.shift.ShiftScores
+        .window_pvalues``)."""
         flagged = self.unusual(pvalue)
         if fresh and pvalue is not None and self.cusum is not None and not self.paused:
             if self.state.statistic <= 0.0:

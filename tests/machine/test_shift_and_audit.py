@@ -276,3 +276,22 @@ def test_a_mild_shift_in_every_photo_raises_the_alert_after_one_window(
     client.force_login(admin)
     page = client.get(reverse("thresholds", args=[project.slug])).text
     assert "as a group" in page and "Every 40 new images are also compared" in page
+
+
+def test_a_re_routed_queue_does_not_feed_the_drift_monitors(evidence_project):
+    """A newly promoted model re-routes the queue: images the last model was unsure of, not a
+    random draw from the stream, so only an image's first routing is counted."""
+    project = evidence_project
+    soft = ingest(project, [(i % 3, softened_png(i % 3, i)) for i in range(30)], offset=61_000)
+    items_predict(item_ids=soft)
+    project.refresh_from_db()
+    counted = (project.shift_monitor["window"]["count"], project.shift_monitor["state"]["seen"])
+    assert counted == (30, 30) and not project.shift_alert
+    # As a new model would find them: queued, with no prediction of its own.
+    Item.objects.filter(pk__in=soft).update(status=ItemStatus.QUEUED)
+    Prediction.objects.filter(item_id__in=soft).delete()
+    items_predict(item_ids=soft, reroute=True)
+    project.refresh_from_db()
+    monitor = project.shift_monitor
+    assert (monitor["window"]["count"], monitor["state"]["seen"]) == counted
+    assert not project.shift_alert
