@@ -100,6 +100,12 @@ def item_calibration_fit(*, sha256: str) -> bool:
     return _hash_bucket("calibration-fit", sha256) < CALIBRATION_FIT_SHARE
 
 
+def evidence_ids(project: Project, item_ids: list[int]) -> set[int]:
+    """Which of ``item_ids`` are evidence (:func:`evidence_items`): held-out images drawn at
+    random from the stream, which alone calibrate the shift check's window test."""
+    return set(evidence_items(project).filter(pk__in=item_ids).values_list("pk", flat=True))
+
+
 def calibration_fit_ids(project: Project, held_out_ids: list[int]) -> list[int]:
     """Of a training's held-out items, the evidence items its calibration is fitted on: those on
     the fit side of :func:`item_calibration_fit`, when there are at least

@@ -31,7 +31,7 @@ from django.utils import timezone
 
 from labeling.dispatch import SCORE_IMPORTED_MODEL, job_queue
 from labeling.errors import ServiceError
-from labeling.machine.certification import evidence_items, heldout_labels, model_certify
+from labeling.machine.certification import evidence_ids, heldout_labels, model_certify
 from labeling.machine.predictors import class_names_mismatch, heldout_save
 from labeling.machine.promotion import promotion_gate
 from labeling.models import Item, ModelStatus, ModelVersion, Project
@@ -198,8 +198,7 @@ def model_import_score(
                 progress(done, len(items))
         labels = np.array([position[item.final_label_id] for item in items], dtype=np.int64)
         ids = [item.pk for item in items]
-        random_ids = set(evidence_items(project).filter(pk__in=ids).values_list("pk", flat=True))
-        heldout = heldout_save(output, images, labels, ids, random_ids=random_ids)
+        heldout = heldout_save(output, images, labels, ids, random_ids=evidence_ids(project, ids))
         names = project.label_names()
         metrics = evaluation_metrics(
             heldout["probs"],

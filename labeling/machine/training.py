@@ -32,7 +32,7 @@ from labeling.errors import ServiceError, project_require_open
 from labeling.machine.audit import live_precision
 from labeling.machine.certification import (
     calibration_fit_ids,
-    evidence_items,
+    evidence_ids,
     item_held_out,
     model_certify,
 )
@@ -355,9 +355,7 @@ def training_run(*, model_version_id: int, progress=None) -> ModelVersion | None
             [samples[i][0] for i in val_idx],
             labels[val_idx],
             held_ids,
-            random_ids=set(
-                evidence_items(project).filter(pk__in=held_ids).values_list("pk", flat=True)
-            ),
+            random_ids=evidence_ids(project, held_ids),
         )
     except Exception as exc:
         logger.exception("Training of %s v%s failed", project.slug, model.version)
