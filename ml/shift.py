@@ -64,6 +64,11 @@ DEFAULT_P1 = 0.30  # the share of odd images the drift alarm is designed to catc
 DEFAULT_ARL = 1_000_000  # images between false drift alarms, at least, on ordinary images
 DEFAULT_WINDOW = 250  # fresh images per window of the window test
 MIN_WINDOW_CALIBRATION = 200  # random held-out images the window test needs, at least
+# A window whose statistic is at most -LOOKBACK_Z (one-sided 2.3 % on ordinary images) is
+# suspicious though it does not alarm: a change that began inside it moved part of it. When a
+# later window alarms, the look-back reaches back over the run of suspicious windows just before
+# it, so the wrong auto-labels given between the change and the alarming window do not stay final.
+LOOKBACK_Z = 2.0
 BORDER = 0.08  # the outer 8 % of each side is "the border"
 
 
@@ -612,3 +617,11 @@ def window_update(state: WindowState, pvalues: tuple[float, float], test: Window
     }
     state.count, state.feature_sum, state.image_sum = 0, 0.0, 0.0
     return min(feature_z, image_z) <= -test.z
+
+
+def window_suspicious(last: dict | None) -> bool:
+    """Whether a closed window (``WindowState.last``) looked shifted in either signal at the
+    look-back's milder level (``LOOKBACK_Z``), alarming or not."""
+    if not last:
+        return False
+    return min(last.get("feature_z", 0.0), last.get("image_z", 0.0)) <= -LOOKBACK_Z

@@ -14,7 +14,8 @@ and this guard, called by ``labeling.machine.predict`` for each image in routing
   catches a mild one that moves every image a little (``ml.shift``). When either alarms, a
   shift alert is raised (project page, thresholds page, API), auto-labeling of the whole
   project stops until an admin resumes it, and every auto-label since the estimated start of
-  the shift (the CUSUM's run, or the alarming window's first image) goes back to humans with
+  the shift (the CUSUM's run, or the first image of the alarming window or of the run of
+  suspicious windows, z ≤ -``LOOKBACK_Z``, just before it) goes back to humans with
   its credit reopened (``labeling.machine.recheck``). After the admin resumes, every class is
   audited at the raised rate until it has passed ``AUDIT_PROBATION`` audits
   (``labeling.machine.audit``).
@@ -34,7 +35,15 @@ from django.utils import timezone
 
 from labeling.machine.recheck import autolabels_recheck
 from labeling.models import ModelVersion, Project
-from ml.shift import Cusum, DriftState, WindowState, WindowTest, drift_update, window_update
+from ml.shift import (
+    Cusum,
+    DriftState,
+    WindowState,
+    WindowTest,
+    drift_update,
+    window_suspicious,
+    window_update,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +105,13 @@ class ShiftGuard:
         if fresh and window is not None and self.window is not None and not self.paused:
             if self.window_state.count == 0:
                 self.monitor["window_started_at"] = timezone.now().isoformat()
-            if window_update(self.window_state, window, self.window):
+            alarmed = window_update(self.window_state, window, self.window)
+            if self.window_state.count == 0:  # a window closed: extend or end the suspect run
+                if window_suspicious(self.window_state.last):
+                    self.monitor.setdefault("suspect_since", self.monitor["window_started_at"])
+                else:
+                    self.monitor.pop("suspect_since", None)
+            if alarmed:
                 self.alarm = self._window_alert()
         return flagged or self.paused
 
@@ -138,7 +153,9 @@ class ShiftGuard:
             "images_seen": self.state.seen,
             "run_images": last.get("images"),
             "window": last,
-            "run_started_at": self.monitor.get("window_started_at"),
+            # The alarming window and the run of suspicious windows just before it, if any.
+            "run_started_at": self.monitor.get("suspect_since")
+            or self.monitor.get("window_started_at"),
             "message": (
                 f"The last {last.get('images')} images were, as a group, less like model "
                 f"v{self.model.version}'s calibration images than ordinary images are "

@@ -295,3 +295,32 @@ def test_a_re_routed_queue_does_not_feed_the_drift_monitors(evidence_project):
     monitor = project.shift_monitor
     assert (monitor["window"]["count"], monitor["state"]["seen"]) == counted
     assert not project.shift_alert
+
+
+def test_the_look_back_reaches_the_suspicious_window_before_the_alarm(evidence_project):
+    """A change that begins mid-window moves that window too little to alarm; the next window
+    alarms, and the auto-labels of the half-changed window go back to humans as well."""
+    project = evidence_project
+    usual = ordinary(project, 80, offset=50_000)
+    items_predict(item_ids=usual)
+    before = ordinary(project, 20, offset=52_000)
+    changed = ingest(
+        project, [(i % 3, softened_png(i % 3, 500 + i)) for i in range(20)], offset=62_000
+    )
+    items_predict(item_ids=before + changed)
+    project.refresh_from_db()
+    assert project.shift_alert == {}
+    last = project.shift_monitor["window"]["last"]
+    assert last["level"] < min(last["feature_z"], last["image_z"]) <= -2.0, last
+    assert statuses(changed).count(ItemStatus.AUTO_LABELED) >= 10
+
+    soft = ingest(project, [(i % 3, softened_png(i % 3, i)) for i in range(40)], offset=60_000)
+    items_predict(item_ids=soft)
+    project.refresh_from_db()
+    assert project.shift_alert["detector"] == "window"
+    assert set(statuses(changed + soft)) == {ItemStatus.QUEUED}
+    assert set(
+        CreditDecision.objects.filter(item_id__in=changed).values_list("outcome", flat=True)
+    ) == {CreditOutcome.PENDING}
+    # The look-back starts at the suspicious window: the ordinary windows before keep theirs.
+    assert statuses(usual).count(ItemStatus.AUTO_LABELED) >= 60
