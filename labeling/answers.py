@@ -334,21 +334,29 @@ def _apply_answer(
         item_consensus_update(item, answers_delta=counted, labels=labels, answers=answers)
 
 
-def annotation_undo(*, project: Project, user: AbstractBaseUser) -> Assignment:
+def annotation_undo(
+    *, project: Project, user: AbstractBaseUser, assignment_id: int | None = None
+) -> Assignment:
     """Take back the user's last answer in ``project`` within the undo window: append an undo row,
-    reopen the item if that answer had closed it, and lease the item to the user again."""
+    reopen the item if that answer had closed it, and lease the item to the user again.
+    ``assignment_id``: the answer given on that lease instead. The inspect page names the one
+    the inspector gave last: answers it sends in quick succession travel concurrently and may be
+    saved in another order, so "the latest saved" need not be the one they mean."""
     project_require_open(project)
     with transaction.atomic():
-        last = (
-            Annotation.objects.filter(
-                project=project, annotator=user, superseded_by__isnull=True, label__isnull=False
-            )
-            .select_related("assignment")
-            .order_by("-created_at", "-id")
-            .first()
+        answers = Annotation.objects.filter(
+            project=project, annotator=user, superseded_by__isnull=True, label__isnull=False
         )
+        if assignment_id is not None:
+            answers = answers.filter(assignment_id=assignment_id)
+        last = answers.select_related("assignment").order_by("-created_at", "-id").first()
         if last is None or last.created_at < timezone.now() - UNDO_WINDOW:
-            raise NothingToUndo("There is no answer of yours from the last two minutes to undo.")
+            raise NothingToUndo(
+                "There is no answer of yours from the last two minutes to undo."
+                if assignment_id is None
+                else "That answer is no longer yours to undo (taken back already, or older "
+                "than two minutes)."
+            )
         item = (
             Item.objects.select_for_update(of=("self",))
             .select_related("project__active_model")

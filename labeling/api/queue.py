@@ -84,6 +84,14 @@ class SkipSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
 
 
+class UndoSerializer(serializers.Serializer):
+    assignment = serializers.IntegerField(
+        required=False,
+        help_text="The lease whose answer to take back; without it, your latest saved answer.",
+        **ROW_ID,
+    )
+
+
 class RenewSerializer(serializers.Serializer):
     assignments = serializers.ListField(child=serializers.IntegerField(**ROW_ID), max_length=50)
 
@@ -164,11 +172,20 @@ class SkipLease(APIView):
 
 
 class UndoAnswer(APIView):
-    @extend_schema(summary="Undo your last answer", request=None, responses=LeaseSerializer)
+    @extend_schema(
+        summary="Undo your last answer", request=UndoSerializer, responses=LeaseSerializer
+    )
     def post(self, request, slug: str) -> Response:
-        """Undo the caller's last answer (two-minute window); returns a lease to answer again."""
+        """Undo the caller's last answer, or the one given on ``assignment`` (two-minute window);
+        returns a lease to answer again."""
         project = api_project(request, slug, roles=LABELERS)
-        lease = annotation_undo(project=project, user=request.user)
+        data = UndoSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        lease = annotation_undo(
+            project=project,
+            user=request.user,
+            assignment_id=data.validated_data.get("assignment"),
+        )
         return Response(lease_data(lease))
 
 

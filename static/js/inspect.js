@@ -29,6 +29,10 @@
   const buffer = []; // leases; buffer[0] is on screen
   const sent = new Set(); // assignment ids answered or skipped from this page
   const pending = new Set(); // answer/skip requests in flight
+  // Assignments answered from this page, in the order the inspector gave them: undo takes back
+  // the last of these, not the server's latest saved answer (answers sent in quick succession
+  // travel concurrently and may be saved in another order).
+  let answered = [];
   let answersInFlight = 0;
   let shown = null; // the lease on screen
   let shownAt = 0; // when its image became visible (performance.now())
@@ -271,6 +275,7 @@
     // A notice about the image just answered ("taken back…") is done with; errors stay.
     if (!messageBox.classList.contains("error")) messageBox.hidden = true;
     flashButton(label.name);
+    answered.push(lease.assignment);
     // The answer brings back the leases that top the buffer up: one request per answer.
     const want = Math.max(0, PREFETCH + 1 - buffer.length - leasesComing - (fetching ? 1 : 0));
     track(sendAnswer(lease, label, ms, want), true);
@@ -301,6 +306,7 @@
     }
     // The leases it asked for did not come: each case below tops the buffer up with next/.
     const code = result.data && result.data.code;
+    if (code !== "already_answered") answered = answered.filter((id) => id !== lease.assignment);
     if (code === "already_answered") {
       renderStats();
       fill();
@@ -348,7 +354,11 @@
     try {
       // The server undoes the latest saved answer: let the ones still in flight land first.
       await Promise.allSettled([...pending]);
-      const result = await api("POST", urls.undo);
+      const target = answered[answered.length - 1];
+      const result = await api("POST", urls.undo, target === undefined ? {} : { assignment: target });
+      // Refused (taken back already, e.g. in another tab, or too old): the next press tries
+      // the answer before it.
+      if (target !== undefined && (result.ok || result.status >= 400)) answered.pop();
       if (!result.ok) {
         say(errorText(result), "error");
         return;

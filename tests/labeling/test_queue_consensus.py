@@ -234,6 +234,36 @@ def test_undo_appends_a_correction_and_reopens_the_item(project, people):
         annotation_undo(project=project, user=people["inspector"])
 
 
+def test_undo_takes_back_the_answer_the_inspector_names_not_the_latest_saved(
+    project, people, client
+):
+    """Answers sent in quick succession may be saved out of order; the inspect page names the
+    answer it gave last, and that is the one taken back."""
+    project.min_answers, project.max_answers, project.gold_rate = 1, 3, 0
+    project.save()
+    add_items(project, 2)
+    inspector = people["inspector"]
+    first = answer(project, inspector, "package")
+    second = answer(project, inspector, "product")
+    # The second answer's request finished first: the first one is the latest saved.
+    Annotation.objects.filter(assignment=second).update(
+        created_at=timezone.now() - timedelta(seconds=5)
+    )
+    client.force_login(inspector)
+    url = f"/api/projects/{project.slug}/queue/undo/"
+
+    lease = client.post(url, {"assignment": second.pk}, content_type="application/json")
+    assert lease.status_code == 200 and lease.json()["item"] == second.item_id
+    standing = Annotation.objects.filter(superseded_by__isnull=True, label__isnull=False)
+    assert list(standing.values_list("assignment_id", flat=True)) == [first.pk]
+
+    again = client.post(url, {"assignment": second.pk}, content_type="application/json")
+    assert again.status_code == 409 and "no longer yours to undo" in again.json()["detail"]
+    # Without a name, the latest saved answer, as before.
+    plain = client.post(url, {}, content_type="application/json")
+    assert plain.status_code == 200 and plain.json()["item"] == first.item_id
+
+
 def test_nobody_gets_the_same_item_twice_and_open_leases_cover_slots(project, people):
     project.min_answers, project.max_answers, project.gold_rate = 1, 3, 0
     project.save()
