@@ -108,7 +108,7 @@ class ShiftGuard:
             alarmed = window_update(self.window_state, window, self.window)
             if self.window_state.count == 0:  # a window closed: extend or end the suspect run
                 if window_suspicious(self.window_state.last):
-                    self.monitor.setdefault("suspect_since", self.monitor["window_started_at"])
+                    self.monitor.setdefault("suspect_since", self.monitor.get("window_started_at"))
                 else:
                     self.monitor.pop("suspect_since", None)
             if alarmed:

@@ -276,6 +276,7 @@
     if (!messageBox.classList.contains("error")) messageBox.hidden = true;
     flashButton(label.name);
     answered.push(lease.assignment);
+    if (answered.length > 200) answered.shift(); // undo reaches back two minutes: keep it short
     // The answer brings back the leases that top the buffer up: one request per answer.
     const want = Math.max(0, PREFETCH + 1 - buffer.length - leasesComing - (fetching ? 1 : 0));
     track(sendAnswer(lease, label, ms, want), true);
