@@ -307,12 +307,13 @@
     }
     // The leases it asked for did not come: each case below tops the buffer up with next/.
     const code = result.data && result.data.code;
-    if (code !== "already_answered") answered = answered.filter((id) => id !== lease.assignment);
     if (code === "already_answered") {
       renderStats();
       fill();
       return; // saved earlier (e.g. from another tab); nothing to do
     }
+    // Not saved: nothing for undo to take back.
+    answered = answered.filter((id) => id !== lease.assignment);
     if (result.status === 0 || result.status >= 500) {
       // Not saved: bring the image back so the answer can be given again.
       sent.delete(lease.assignment);
@@ -353,7 +354,7 @@
     undoing = true;
     markPending();
     try {
-      // The server undoes the latest saved answer: let the ones still in flight land first.
+      // The answer to take back must be saved first: let the ones still in flight land.
       await Promise.allSettled([...pending]);
       const target = answered[answered.length - 1];
       const result = await api("POST", urls.undo, target === undefined ? {} : { assignment: target });
