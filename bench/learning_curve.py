@@ -125,7 +125,14 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="train on each image or its mirror, drawn per epoch (TrainConfig.flip_augment)",
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="draws the labels and their split")
+    parser.add_argument(
+        "--init-seed",
+        type=int,
+        default=None,
+        help="seeds the head, augmented views and batch order (default: --seed); another value "
+        "trains an ensemble member on the same labels and split (bench/ensemble.py)",
+    )
     parser.add_argument("--checkpoints", default="/tmp/ml-bench", help="where models are saved")
     parser.add_argument("--out", default="bench/results/learning_curve.json")
     parser.add_argument(
@@ -149,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
     for size, recipe in [(int(s), r) for s in args.sizes.split(",") for r in recipes]:
         idx = stratified_subset(y_train, size, seed=args.seed)
         suffix = "" if recipe == "current" else f"_{recipe}"
+        if args.init_seed is not None:
+            suffix += f"_init{args.init_seed}"
         out_dir = Path(args.checkpoints) / f"fashion_{size}{suffix}"
         augment = (
             {"augment_views": args.augment_views, "augment_share": args.augment_share}
@@ -177,6 +186,7 @@ def main(argv: list[str] | None = None) -> dict:
                     flip_augment=args.flip_augment,
                     target_precision=args.target,
                     seed=args.seed,
+                    init_seed=args.init_seed,
                     progress=progress,
                     **augment,
                 )

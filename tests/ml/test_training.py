@@ -144,6 +144,17 @@ def test_training_is_deterministic_with_a_seed(shape_samples, tmp_path):
     assert a.metrics["val_nll"] == pytest.approx(b.metrics["val_nll"], rel=1e-6)
 
 
+def test_an_ensemble_member_shares_the_split_and_differs_in_its_weights(shape_samples, tmp_path):
+    a = train(_tiny_config(shape_samples, tmp_path / "a"))
+    same = train(_tiny_config(shape_samples, tmp_path / "same", init_seed=1))
+    member = train(_tiny_config(shape_samples, tmp_path / "member", init_seed=2))
+    # init_seed equal to seed is the plain run; another one changes the weights, not the split.
+    assert same.metrics["val_nll"] == pytest.approx(a.metrics["val_nll"], rel=1e-6)
+    assert np.array_equal(member.val_labels, a.val_labels)
+    assert member.config["seed"] == 1 and member.config["init_seed"] == 2
+    assert not np.allclose(member.val_logits, a.val_logits)
+
+
 def test_a_tight_time_budget_shortens_the_schedule_and_skips_later_trials(shape_samples, tmp_path):
     result = train(
         _tiny_config(
