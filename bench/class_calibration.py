@@ -151,14 +151,48 @@ def rule_line(result: dict) -> str:
     )
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoints", required=True, help="comma-separated checkpoint dirs")
+def study_arguments(parser: argparse.ArgumentParser) -> None:
+    """The study's options (calibration sizes, targets, δ, resamples, seed), shared with
+    ``bench/ensemble.py``."""
     parser.add_argument("--sizes", default="1000,3000")
     parser.add_argument("--targets", default="0.95,0.98")
     parser.add_argument("--delta", type=float, default=0.05)
     parser.add_argument("--resamples", type=int, default=40)
     parser.add_argument("--seed", type=int, default=0)
+
+
+def study_runs(logits: np.ndarray, labels: np.ndarray, args: argparse.Namespace, name: str) -> dict:
+    """:func:`study` for every target and calibration size of ``args``, on the same resamples
+    for every caller (seeded by ``args.seed``), printed as it goes under ``name``."""
+    rng = np.random.default_rng(args.seed)
+    runs = {}
+    for target in (float(t) for t in args.targets.split(",")):
+        for size in (int(s) for s in args.sizes.split(",")):
+            result = study(
+                logits,
+                labels,
+                size=size,
+                target=target,
+                delta=args.delta,
+                resamples=args.resamples,
+                rng=rng,
+            )
+            runs[f"target {target}, {size} items"] = result
+            print(f"{name} target {target} {size} items: {rule_line(result)}", flush=True)
+    return runs
+
+
+def write_report(report: dict, out: str, started: float) -> dict:
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoints", required=True, help="comma-separated checkpoint dirs")
+    study_arguments(parser)
     parser.add_argument("--out", default="bench/results/class_calibration.json")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -174,32 +208,13 @@ def main(argv: list[str] | None = None) -> dict:
     for path in args.checkpoints.split(","):
         checkpoint = Path(path)
         logits, labels, n_val = pool_logits(checkpoint)
-        rng = np.random.default_rng(args.seed)
-        entry = {
+        report["checkpoints"][checkpoint.name] = {
             "pool": int(len(labels)),
             "pool_accuracy": round(float((logits.argmax(1) == labels).mean()), 4),
             "reliability": reliability(logits, labels, n_val),
-            "runs": {},
+            "runs": study_runs(logits, labels, args, checkpoint.name),
         }
-        for target in (float(t) for t in args.targets.split(",")):
-            for size in (int(s) for s in args.sizes.split(",")):
-                result = study(
-                    logits,
-                    labels,
-                    size=size,
-                    target=target,
-                    delta=args.delta,
-                    resamples=args.resamples,
-                    rng=rng,
-                )
-                entry["runs"][f"target {target}, {size} items"] = result
-                line = rule_line(result)
-                print(f"{checkpoint.name} target {target} {size} items: {line}", flush=True)
-        report["checkpoints"][checkpoint.name] = entry
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return write_report(report, args.out, started)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ of one member, measured here on the test split.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -38,7 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.class_calibration import rule_line, study  # noqa: E402
+from bench.class_calibration import study_arguments, study_runs, write_report  # noqa: E402
 from bench.pool_logits import pool_logits  # noqa: E402
 from ml.calibration import fit_temperature, softmax  # noqa: E402
 from ml.checkpoint import read_config  # noqa: E402
@@ -72,12 +71,8 @@ def seconds_per_image(checkpoint: Path, images: list, repeats: int = 2) -> float
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--members", required=True, help="comma-separated checkpoint dirs")
-    parser.add_argument("--sizes", default="1000,3000")
-    parser.add_argument("--targets", default="0.95,0.98")
-    parser.add_argument("--delta", type=float, default=0.05)
-    parser.add_argument("--resamples", type=int, default=40)
+    study_arguments(parser)
     parser.add_argument("--timing-images", type=int, default=1000)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default="bench/results/ensemble.json")
     args = parser.parse_args(argv)
     started = time.perf_counter()
@@ -117,30 +112,11 @@ def main(argv: list[str] | None = None) -> dict:
     }
     for name, logits in candidates.items():
         test = slice(n_val, None)
-        entry = {
+        report["candidates"][name] = {
             "test_accuracy": round(float((logits[test].argmax(1) == labels[test]).mean()), 4),
-            "runs": {},
+            "runs": study_runs(logits, labels, args, name),
         }
-        rng = np.random.default_rng(args.seed)  # the same resamples for every candidate
-        for target in (float(t) for t in args.targets.split(",")):
-            for size in (int(s) for s in args.sizes.split(",")):
-                result = study(
-                    logits,
-                    labels,
-                    size=size,
-                    target=target,
-                    delta=args.delta,
-                    resamples=args.resamples,
-                    rng=rng,
-                )
-                entry["runs"][f"target {target}, {size} items"] = result
-                print(f"{name} target {target} {size} items: {rule_line(result)}", flush=True)
-        report["candidates"][name] = entry
-        print(f"{name}: test accuracy {entry['test_accuracy']:.4f}", flush=True)
-    report["seconds"] = round(time.perf_counter() - started, 1)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(report, indent=2) + "\n")
-    return report
+    return write_report(report, args.out, started)
 
 
 if __name__ == "__main__":
