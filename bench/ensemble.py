@@ -23,6 +23,9 @@ of one member, measured here on the test split.
         --out /tmp/b15/lc_init1.json
     python bench/ensemble.py --members /tmp/b15/ckpt/fashion_10000_augmented,\\
 /tmp/b15/ckpt/fashion_10000_augmented_init1
+
+The same with members that differ in their learning rate instead (``--lrs 2e-3`` and ``--lrs
+4e-3``, the same seed): the two trials a default training runs and keeps one of.
 """
 
 from __future__ import annotations
@@ -87,7 +90,12 @@ def main(argv: list[str] | None = None) -> dict:
     labels, n_val = pools[0][1], pools[0][2]
     if any(not np.array_equal(p[1], labels) or p[2] != n_val for p in pools):
         parser.error("the members' held-out pools differ")
-    candidates = {p.name: pool[0] for p, pool in zip(paths, pools, strict=True)}
+    # Members are named by their directory, with its parent where two share a name.
+    names = [
+        p.name if [q.name for q in paths].count(p.name) == 1 else f"{p.parent.name}/{p.name}"
+        for p in paths
+    ]
+    candidates = {name: pool[0] for name, pool in zip(names, pools, strict=True)}
     candidates.update(combine([pool[0] for pool in pools], labels, n_val))
 
     x_test, _ = load_split("test")
@@ -101,12 +109,13 @@ def main(argv: list[str] | None = None) -> dict:
         "pool": int(len(labels)),
         "validation_items": int(n_val),
         "members": {
-            p.name: {
+            name: {
                 "init_seed": c.get("init_seed", c["seed"]),
+                "learning_rate": c["hyperparameters"]["learning_rate"],
                 "train_seconds": round(float(c["timings"]["total_s"]), 1),
                 "inference_s_per_image": round(seconds_per_image(p, timing), 5),
             }
-            for p, c in zip(paths, configs, strict=True)
+            for name, p, c in zip(names, paths, configs, strict=True)
         },
         "candidates": {},
     }
