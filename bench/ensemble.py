@@ -2,8 +2,9 @@
 
 Issue 16 asks for stronger confidence where it pays, measured before adopting (test-time flips
 were measured and not adopted, docs/ml.md). Here the other candidate: two models trained on the
-same labels and the same train/validation split, differing only in the head's initialisation,
-the augmented views and the batch order (``bench/learning_curve.py --init-seed``). Their held-out
+same labels and the same train/validation split, differing in the head's initialisation, the
+augmented views and the batch order (``bench/learning_curve.py --init-seed``), each keeping the
+better of its learning-rate trials. Their held-out
 pool (the shared validation split, then the test split, ``bench/pool_logits.py``) is combined two
 ways:
 
