@@ -13,6 +13,20 @@ measured on its own training transforms.
     rotated    tilted 10 to 20 degrees either way
     reencoded  upscaled 3×, then JPEG at quality 20 or WebP at quality 15
     mixed      two or three of the above at random, per image
+
+``UNSEEN_KINDS`` were written later (2026-12-02), after the shift check, its levels and the
+training augmentation were settled, and before any of them had been put through the model or the
+detectors: a check of whether the protection holds for changes nobody tuned it on. Each is again
+one way a phone photo of the product differs from the catalogue image:
+
+    noisy      low light: sensor noise (σ 18 grey levels on a 3× photo), a little darker
+    dim        under-exposed: gain 0.55 and gamma 1.6, the product dark on a dark ground
+    washed     over-exposed through a window: contrast squeezed into 110–245, a pale haze
+    zoomed     a close-up: 15–22 % cut from every side, the product partly out of frame
+    skewed     shot at an angle: a perspective warp with the far edge 20–30 % narrower
+    shadowed   light from one side: brightness falling linearly to 35 % across the image
+    mirrored   the photo flipped left to right, a *benign* change (training already mirrors
+               images): the protection should let it through and keep auto-labeling
 """
 
 from __future__ import annotations
@@ -20,9 +34,10 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 KINDS = ("upscaled", "tinted", "padded", "blurred", "rotated", "reencoded")
+UNSEEN_KINDS = ("noisy", "dim", "washed", "zoomed", "skewed", "shadowed", "mirrored")
 
 
 def upscaled(img: Image.Image, rng: np.random.Generator) -> Image.Image:
@@ -69,7 +84,61 @@ def reencoded(img: Image.Image, rng: np.random.Generator) -> Image.Image:
         return out.convert("RGB")
 
 
-_BY_NAME = {fn.__name__: fn for fn in (upscaled, tinted, padded, blurred, rotated, reencoded)}
+def noisy(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = img.size
+    big = img.convert("RGB").resize((w * 3, h * 3), Image.Resampling.BILINEAR)
+    array = np.asarray(big, dtype=np.float32) * 0.9
+    # Sensor noise is per photo pixel and mostly luminance: one draw shared by the channels.
+    array = array + rng.normal(0.0, 18.0, size=array.shape[:2])[..., None]
+    return Image.fromarray(np.clip(array, 0, 255).round().astype(np.uint8))
+
+
+def dim(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    array = np.asarray(img.convert("RGB"), dtype=np.float32) / 255.0
+    return Image.fromarray((255.0 * 0.55 * array**1.6).round().astype(np.uint8))
+
+
+def washed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    array = np.asarray(img.convert("RGB"), dtype=np.float32)
+    return Image.fromarray((110.0 + array * (135.0 / 255.0)).round().astype(np.uint8))
+
+
+def zoomed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    w, h = img.size
+    cut = float(rng.uniform(0.15, 0.22))
+    box = (round(cut * w), round(cut * h), w - round(cut * w), h - round(cut * h))
+    return img.convert("RGB").crop(box).resize((w * 2, h * 2), Image.Resampling.BICUBIC)
+
+
+def skewed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    big = img.convert("RGB").resize((img.size[0] * 3, img.size[1] * 3), Image.Resampling.BICUBIC)
+    w, h = big.size
+    inset = float(rng.uniform(0.10, 0.15)) * w  # each side: the far edge 20–30 % narrower
+    # QUAD maps the output's corners to these input points (upper left, lower left, lower
+    # right, upper right): the top edge, farther from the camera, looks narrower.
+    quad = (-inset, 0, 0, h, w, h, w + inset, 0)
+    if rng.random() < 0.5:  # or the bottom edge is the far one
+        quad = (0, 0, -inset, h, w + inset, h, w, 0)
+    return big.transform((w, h), Image.Transform.QUAD, quad, Image.Resampling.BICUBIC)
+
+
+def shadowed(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    array = np.asarray(img.convert("RGB"), dtype=np.float32)
+    ramp = np.linspace(1.0, 0.35, array.shape[1], dtype=np.float32)
+    if rng.random() < 0.5:
+        ramp = ramp[::-1]
+    return Image.fromarray((array * ramp[None, :, None]).round().astype(np.uint8))
+
+
+def mirrored(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    return ImageOps.mirror(img)
+
+
+_BY_NAME = {
+    fn.__name__: fn
+    for fn in (upscaled, tinted, padded, blurred, rotated, reencoded)
+    + (noisy, dim, washed, zoomed, skewed, shadowed, mirrored)
+}
 
 
 def shift_image(pixels: np.ndarray, kind: str, rng: np.random.Generator) -> Image.Image:

@@ -46,9 +46,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from photo_shifts import KINDS, shifted_png  # noqa: E402
+from photo_shifts import KINDS, UNSEEN_KINDS, shifted_png  # noqa: E402
 
-SCENARIOS = ("clean", *KINDS, "mixed", "halfway")
+# The unseen kinds are not in the default run, which stays comparable with the earlier ones; name
+# them in --scenarios (``--scenarios unseen`` for all of them with clean).
+SCENARIOS = ("clean", *KINDS, "mixed", "halfway", *UNSEEN_KINDS)
+DEFAULT_SCENARIOS = ("clean", *KINDS, "mixed", "halfway")
 REVIEW_TYPE = "bag_review"  # every upload is a review whose credit needs a bag
 
 
@@ -129,9 +132,10 @@ def signals_study(
     heldout: tuple,
     clean_count: int = 10_000,
     unseen_history: list | None = None,
+    kinds: tuple[str, ...] = (*KINDS, "mixed"),
 ) -> dict:
-    """Which signal separates shifted from ordinary images, the routing rule's false-positive
-    rate on clean images, and the drift alarm's false alarms and delays."""
+    """Which signal separates shifted from ordinary images (each of ``kinds``), the routing
+    rule's false-positive rate on clean images, and the drift alarm's false alarms and delays."""
     from ml.shift import Cusum, DriftState, drift_update
 
     rng = np.random.default_rng(seed)
@@ -161,7 +165,7 @@ def signals_study(
     }
     picks = rng.choice(len(x_test), size=per_kind, replace=False)
     shifted: dict[str, dict[str, np.ndarray]] = {}
-    for kind in (*KINDS, "mixed"):
+    for kind in kinds:
         images = [
             shifted_png(x_test[i], kind, seed=int(seed * 100_000 + i)) for i in picks.tolist()
         ]
@@ -448,7 +452,11 @@ def summarise(report: dict, target: float) -> None:
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="a Fashion-MNIST checkpoint dir")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS))
+    parser.add_argument(
+        "--scenarios",
+        default=",".join(DEFAULT_SCENARIOS),
+        help=f"of {', '.join(SCENARIOS)}; 'unseen' = clean and {', '.join(UNSEEN_KINDS)}",
+    )
     parser.add_argument("--images", type=int, default=3000, help="stream length per scenario")
     parser.add_argument("--heldout", type=int, default=3000, help="labeled history per project")
     parser.add_argument("--target", type=float, default=0.95)
@@ -462,6 +470,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="bench/results/shift.json")
     args = parser.parse_args(argv)
     scenarios = [s for s in args.scenarios.split(",") if s]
+    if scenarios == ["unseen"]:
+        scenarios = ["clean", *UNSEEN_KINDS]
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}; use {', '.join(SCENARIOS)}")
@@ -614,6 +624,13 @@ def main(argv: list[str] | None = None) -> dict:
                         for i in history.tolist()
                         if f"train-{i:05d}.png" not in scored_names
                     ],
+                    # the kinds this run streams ("halfway" turns mixed)
+                    kinds=tuple(
+                        dict.fromkeys(
+                            "mixed" if s == "halfway" else s for s in scenarios if s != "clean"
+                        )
+                    )
+                    or (*KINDS, "mixed"),
                 )
                 report["signals"]["shift_reference"] = summary
                 print(json.dumps(report["signals"]["kinds"], indent=1)[:3000], flush=True)
