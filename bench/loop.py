@@ -8,6 +8,8 @@ predicting, routing, retraining and promoting), and writes the figures to
     nice -n 10 .venv/bin/python bench/loop.py                       # 20,000 images (hours)
     nice -n 10 .venv/bin/python bench/loop.py --images 4000 --batch 1000 \
         --out bench/results/loop_4000.json --png bench/results/loop_4000.png
+    .venv/bin/python bench/loop.py --keep-database --database … \
+        --figures var/loop/<slug>/figures.json       # report again on a finished, kept run
 
 Needs PostgreSQL and Redis (``--database``, ``--broker``); matplotlib for the plot
 (``.venv/bin/pip install matplotlib``), otherwise the plot is skipped.
@@ -97,10 +99,17 @@ def headline(figures: dict) -> dict:
 def final_model_study(slug: str) -> dict | None:
     """The last active model run over every image of the run: its accuracy on the whole
     stream, the share its certified thresholds auto-label there and how precisely, and the
-    oracle (the best single threshold chosen on the stream's truth itself) at the target."""
+    oracle (the best single threshold chosen on the stream's truth itself) at the target.
+
+    The whole stream includes the images the model was trained on, where it is more accurate
+    and surer than on new ones. So the same figures are also given for the images on the
+    held-out side of their content hash (``item_held_out``: a fixed, uniform random share of
+    the stream no version trains on), which stand for the images the model would see next,
+    with the floor's cap: the share whose calibrated confidence reaches the target, the most
+    any threshold under issue 15's floor may auto-label."""
     import numpy as np
 
-    from labeling.machine.certification import project_thresholds
+    from labeling.machine.certification import item_held_out, project_thresholds
     from labeling.machine.predictors import checkpoint_path
     from labeling.models import Item, Project
     from ml import thresholds
@@ -112,7 +121,11 @@ def final_model_study(slug: str) -> dict | None:
     if model is None:
         return None
     _, truth_all = load_split("train")
-    items = list(Item.objects.filter(project=project).only("pk", "image", "metadata"))
+    items = list(
+        Item.objects.filter(project=project).only(
+            "pk", "image", "metadata", "sha256", "is_calibration"
+        )
+    )
     truth = np.array([int(truth_all[i.metadata["fmnist_index"]]) for i in items])
     images = []
     for item in items:
@@ -125,6 +138,13 @@ def final_model_study(slug: str) -> dict | None:
     routed = thresholds.evaluate_thresholds(probs, truth, in_force)
     curve, _ = thresholds.risk_coverage_curve(probs, truth)
     record = model.thresholds or {}
+    held = np.array(
+        [item_held_out(sha256=i.sha256, is_calibration=i.is_calibration) for i in items]
+    )
+    held_routed = thresholds.evaluate_thresholds(probs[held], truth[held], in_force)
+    held_curve, _ = thresholds.risk_coverage_curve(probs[held], truth[held])
+    at_floor = probs[held].max(1) >= project.target_precision
+    held_right = probs[held].argmax(1) == truth[held]
     return {
         "version": model.version,
         "human_labels_trained": model.hyperparameters.get("human_labels_trained"),
@@ -135,6 +155,17 @@ def final_model_study(slug: str) -> dict | None:
         "certified_coverage_stream": routed.coverage,
         "certified_precision_stream": None if routed.accepted == 0 else routed.precision,
         "oracle_coverage_stream": thresholds.coverage_at_precision(curve, project.target_precision),
+        "never_trained_on": {
+            "images": int(held.sum()),
+            "accuracy": float(held_right.mean()),
+            "certified_coverage": held_routed.coverage,
+            "certified_precision": None if held_routed.accepted == 0 else held_routed.precision,
+            "floor_cap_coverage": float(at_floor.mean()),
+            "floor_cap_precision": float(held_right[at_floor].mean()) if at_floor.any() else None,
+            "oracle_coverage": thresholds.coverage_at_precision(
+                held_curve, project.target_precision
+            ),
+        },
         "predict_seconds": round(seconds, 1),
     }
 
@@ -182,6 +213,22 @@ def goal_levers(figures: dict, final: dict | None) -> dict:
                 max(0.0, needed_auto - final["oracle_coverage_stream"]), 4
             ),
         }
+        new = final.get("never_trained_on")
+        if new:
+            # On images it never trained on, the levers one after another: what the model could
+            # auto-label at the target with a perfect threshold (oracle), what issue 15's floor
+            # lets through, what the certification passed.
+            out["last_model_on_new_images"] = {
+                "accuracy": new["accuracy"],
+                "oracle_coverage_at_target": new["oracle_coverage"],
+                "floor_cap_coverage": new["floor_cap_coverage"],
+                "certified_coverage": new["certified_coverage"],
+                "model_short_of_needed": round(max(0.0, needed_auto - new["oracle_coverage"]), 4),
+                "floor_price": round(new["oracle_coverage"] - new["floor_cap_coverage"], 4),
+                "certification_price": round(
+                    new["floor_cap_coverage"] - new["certified_coverage"], 4
+                ),
+            }
     return out
 
 
@@ -254,12 +301,19 @@ def main(argv: list[str] | None = None) -> dict:
         action="store_true",
         help="do not run the last active model over every image at the end (the lever study)",
     )
+    parser.add_argument(
+        "--figures",
+        help="report on a finished run instead of starting one: its figures.json (in its work "
+        "directory), with --keep-database and the run's --database",
+    )
     args, loop_args = parser.parse_known_args(argv)
     # Stopped with SIGTERM, still stop the worker and the server it started.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
+    if args.figures and not args.keep_database:
+        parser.error("--figures reads the run's database: give --keep-database too")
     slug = time.strftime("loop-%Y%m%d-%H%M%S")
-    work = Path(args.work_dir) / slug
+    work = Path(args.figures).parent if args.figures else Path(args.work_dir) / slug
     training = {name: getattr(args, name.lower()) for name in TRAINING_ENV}
     os.environ.update(
         {
@@ -283,17 +337,18 @@ def main(argv: list[str] | None = None) -> dict:
     from ml.environment import machine_info
 
     call_command("migrate", verbosity=0)
-    raw = work / "figures.json"
+    raw = Path(args.figures) if args.figures else work / "figures.json"
     started = time.time()
     load_at_start = machine_info()["load_average_1_5_15"]
-    call_command(
-        "simulate_loop",
-        *defaults,
-        *loop_args,
-        f"--slug={slug}",
-        f"--log-dir={work}",
-        f"--out={raw}",
-    )
+    if not args.figures:
+        call_command(
+            "simulate_loop",
+            *defaults,
+            *loop_args,
+            f"--slug={slug}",
+            f"--log-dir={work}",
+            f"--out={raw}",
+        )
     figures = json.loads(raw.read_text())
     final = final_model_study(figures["slug"]) if not args.skip_final_model else None
     report = {
@@ -306,6 +361,8 @@ def main(argv: list[str] | None = None) -> dict:
         "machine": machine_info(),
         "load_average_at_start": load_at_start,
         "logs": str(work),
+        # a report made again on a finished run: started_at and the load are the report's
+        "reported_from_figures": args.figures,
         **headline(figures),
         "goal": goal_levers(figures, final),
         "final_model": final,
