@@ -25,8 +25,10 @@ one way a phone photo of the product differs from the catalogue image:
     zoomed     a close-up: 15–22 % cut from every side, the product partly out of frame
     skewed     shot at an angle: a perspective warp with the far edge 20–30 % narrower
     shadowed   light from one side: brightness falling linearly to 35 % across the image
-    mirrored   the photo flipped left to right, a *benign* change (training already mirrors
-               images): the protection should let it through and keep auto-labeling
+    mirrored   the photo flipped left to right: a change that costs the model no accuracy
+               (training mirrors images), the control for what the protection costs when
+               photos change harmlessly (written expecting it to pass; the window test paused
+               it, docs/ml.md)
 """
 
 from __future__ import annotations
