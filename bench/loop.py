@@ -141,10 +141,11 @@ def final_model_study(slug: str) -> dict | None:
     held = np.array(
         [item_held_out(sha256=i.sha256, is_calibration=i.is_calibration) for i in items]
     )
-    held_routed = thresholds.evaluate_thresholds(probs[held], truth[held], in_force)
-    held_curve, _ = thresholds.risk_coverage_curve(probs[held], truth[held])
-    at_floor = probs[held].max(1) >= project.target_precision
-    held_right = probs[held].argmax(1) == truth[held]
+    held_probs, held_truth = probs[held], truth[held]
+    held_routed = thresholds.evaluate_thresholds(held_probs, held_truth, in_force)
+    held_curve, _ = thresholds.risk_coverage_curve(held_probs, held_truth)
+    at_floor = held_probs.max(1) >= project.target_precision
+    held_right = held_probs.argmax(1) == held_truth
     return {
         "version": model.version,
         "human_labels_trained": model.hyperparameters.get("human_labels_trained"),
@@ -313,7 +314,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.figures and not args.keep_database:
         parser.error("--figures reads the run's database: give --keep-database too")
     slug = time.strftime("loop-%Y%m%d-%H%M%S")
-    work = Path(args.figures).parent if args.figures else Path(args.work_dir) / slug
+    raw = Path(args.figures) if args.figures else Path(args.work_dir) / slug / "figures.json"
+    work = raw.parent
     training = {name: getattr(args, name.lower()) for name in TRAINING_ENV}
     os.environ.update(
         {
@@ -337,7 +339,6 @@ def main(argv: list[str] | None = None) -> dict:
     from ml.environment import machine_info
 
     call_command("migrate", verbosity=0)
-    raw = Path(args.figures) if args.figures else work / "figures.json"
     started = time.time()
     load_at_start = machine_info()["load_average_1_5_15"]
     if not args.figures:

@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> dict:
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenario {', '.join(sorted(unknown))}; use {', '.join(SCENARIOS)}")
+    # The signals study looks at the kinds this run streams ("halfway" turns mixed).
+    shifted_kinds = ("mixed" if s == "halfway" else s for s in scenarios if s != "clean")
+    study_kinds = tuple(dict.fromkeys(shifted_kinds)) or (*KINDS, "mixed")
 
     work = Path(tempfile.mkdtemp(prefix="shift-bench-"))
     os.environ.update(
@@ -624,13 +627,7 @@ def main(argv: list[str] | None = None) -> dict:
                         for i in history.tolist()
                         if f"train-{i:05d}.png" not in scored_names
                     ],
-                    # the kinds this run streams ("halfway" turns mixed)
-                    kinds=tuple(
-                        dict.fromkeys(
-                            "mixed" if s == "halfway" else s for s in scenarios if s != "clean"
-                        )
-                    )
-                    or (*KINDS, "mixed"),
+                    kinds=study_kinds,
                 )
                 report["signals"]["shift_reference"] = summary
                 print(json.dumps(report["signals"]["kinds"], indent=1)[:3000], flush=True)
